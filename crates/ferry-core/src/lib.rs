@@ -1,9 +1,13 @@
 //! ferry's pure core: the object model, manifest parsing, health assessment,
 //! normalisation and diff, sync planning, and the Argo spec types. No I/O here.
 
+pub mod argo;
+pub mod diff;
 pub mod error;
+pub mod health;
 pub mod object;
 pub mod parse;
+pub mod plan;
 
 pub use error::{Error, Result};
 pub use object::{Object, ObjectKey, Source};

@@ -1,0 +1,7 @@
+//! Integration tests of ferry-core, one module per domain, over YAML fixtures.
+
+mod argo;
+mod diff;
+mod health;
+mod plan;
+mod util;
