@@ -1,0 +1,464 @@
+//! ferry's durable state: one SQLite database (WAL) under `FERRY_HOME` holding the
+//! embedded runtime's objects, its events, and the records of the processes it
+//! started, so that a killed daemon restarts into the state it left.
+//!
+//! The API is synchronous and cheap per call; callers on an async runtime keep one
+//! [`Db`] behind their own lock or call it from `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+/// What can go wrong with the state database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// SQLite refused an operation.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored row held JSON that does not parse (the file was edited or damaged).
+    #[error("state database {path}: corrupt JSON in {table} row {id}: {source}")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// The table.
+        table: &'static str,
+        /// The row.
+        id: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One stored event (Kubernetes `Event`, flattened).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventRow {
+    /// Row id, increasing.
+    pub id: i64,
+    /// Unix time in milliseconds of the last occurrence.
+    pub time_ms: i64,
+    /// Namespace of the involved object.
+    pub namespace: String,
+    /// `Kind/name` of the involved object.
+    pub object: String,
+    /// `Normal` or `Warning`.
+    pub kind: String,
+    /// CamelCase reason (`Pulled`, `BackOff`, …).
+    pub reason: String,
+    /// Human message.
+    pub message: String,
+    /// How many times it occurred in a row.
+    pub count: i64,
+}
+
+/// A process the runtime started, so that it can be re-adopted after a restart.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessRow {
+    /// `namespace/pod/container`.
+    pub id: String,
+    /// OS process id.
+    pub pid: i64,
+    /// Start time of the process in clock ticks since boot (`/proc/PID/stat` field 22),
+    /// which tells a re-used pid from ours.
+    pub start_ticks: i64,
+    /// Pod uid the process belongs to.
+    pub pod_uid: String,
+    /// Free-form JSON the runtime keeps with it (host port, restart count, …).
+    pub data: Value,
+}
+
+/// The state database.
+pub struct Db {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS objects_kind ON objects(kind, namespace);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms INTEGER NOT NULL,
+    namespace TEXT NOT NULL,
+    object TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1
+);
+CREATE TABLE IF NOT EXISTS processes (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL,
+    pod_uid TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+";
+
+/// Most events kept; older ones are dropped.
+const MAX_EVENTS: i64 = 5000;
+
+impl Db {
+    /// Opens (creating if needed) the database at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self> {
+        let p = path.display().to_string();
+        let wrap = |source| Error::Sqlite {
+            path: p.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(Self {
+            path: p,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// An in-memory database, for tests.
+    pub fn in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|source| Error::Sqlite {
+            path: ":memory:".into(),
+            source,
+        })?;
+        conn.execute_batch(SCHEMA).map_err(|source| Error::Sqlite {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Ok(Self {
+            path: ":memory:".into(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> Error {
+        Error::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (each call is one
+        // statement or one transaction), so a poisoned lock is safe to take over.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores an object's body under `key` (insert or replace).
+    pub fn put_object(
+        &self,
+        key: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        body: &Value,
+    ) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO objects(key, kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(key) DO UPDATE SET body = excluded.body",
+            )
+            .and_then(|mut s| s.execute(params![key, kind, namespace, name, body.to_string()]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Removes an object; removing one that is absent is not an error.
+    pub fn delete_object(&self, key: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM objects WHERE key = ?1")
+            .and_then(|mut s| s.execute(params![key]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every stored object as (key, body).
+    pub fn objects(&self) -> Result<Vec<(String, Value)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT key, body FROM objects ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, body) = row.map_err(|e| self.err(e))?;
+            let value = serde_json::from_str(&body).map_err(|source| Error::Corrupt {
+                path: self.path.clone(),
+                table: "objects",
+                id: key.clone(),
+                source,
+            })?;
+            out.push((key, value));
+        }
+        Ok(out)
+    }
+
+    /// Reads a small setting.
+    pub fn meta(&self, k: &str) -> Result<Option<String>> {
+        self.conn()
+            .query_row("SELECT v FROM meta WHERE k = ?1", params![k], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Writes a small setting.
+    pub fn set_meta(&self, k: &str, v: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached("INSERT INTO meta(k, v) VALUES (?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v")
+            .and_then(|mut s| s.execute(params![k, v]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records an event; an event equal to the newest one for the same object
+    /// (same type, reason and message) bumps its count and time instead.
+    pub fn add_event(
+        &self,
+        time_ms: i64,
+        namespace: &str,
+        object: &str,
+        kind: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
+        let conn = self.conn();
+        let last: Option<(i64, String, String, String)> = conn
+            .query_row(
+                "SELECT id, kind, reason, message FROM events WHERE namespace = ?1 AND object = ?2 ORDER BY id DESC LIMIT 1",
+                params![namespace, object],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match last {
+            Some((id, k, r, m)) if k == kind && r == reason && m == message => conn
+                .execute(
+                    "UPDATE events SET count = count + 1, time_ms = ?2 WHERE id = ?1",
+                    params![id, time_ms],
+                )
+                .map(|_| ())
+                .map_err(|e| self.err(e)),
+            _ => {
+                conn.execute(
+                    "INSERT INTO events(time_ms, namespace, object, kind, reason, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![time_ms, namespace, object, kind, reason, message],
+                )
+                .map_err(|e| self.err(e))?;
+                let id = conn.last_insert_rowid();
+                if id % 500 == 0 {
+                    conn.execute(
+                        "DELETE FROM events WHERE id <= ?1",
+                        params![id - MAX_EVENTS],
+                    )
+                    .map_err(|e| self.err(e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Events, oldest first; only one namespace's, and only one object's, when given.
+    pub fn events(&self, namespace: Option<&str>, object: Option<&str>) -> Result<Vec<EventRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, time_ms, namespace, object, kind, reason, message, count FROM events
+                 WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR object = ?2) ORDER BY time_ms, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![namespace, object], |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    time_ms: r.get(1)?,
+                    namespace: r.get(2)?,
+                    object: r.get(3)?,
+                    kind: r.get(4)?,
+                    reason: r.get(5)?,
+                    message: r.get(6)?,
+                    count: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records (or replaces) a running process.
+    pub fn put_process(&self, row: &ProcessRow) -> Result<()> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO processes(id, pid, start_ticks, pod_uid, data) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET pid = excluded.pid, start_ticks = excluded.start_ticks,
+                 pod_uid = excluded.pod_uid, data = excluded.data",
+            )
+            .and_then(|mut s| s.execute(params![row.id, row.pid, row.start_ticks, row.pod_uid, row.data.to_string()]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets a process.
+    pub fn delete_process(&self, id: &str) -> Result<()> {
+        self.conn()
+            .prepare_cached("DELETE FROM processes WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id]))
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recorded process.
+    pub fn processes(&self) -> Result<Vec<ProcessRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT id, pid, start_ticks, pod_uid, data FROM processes ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, pid, start_ticks, pod_uid, data) = row.map_err(|e| self.err(e))?;
+            let data = serde_json::from_str(&data).map_err(|source| Error::Corrupt {
+                path: self.path.clone(),
+                table: "processes",
+                id: id.clone(),
+                source,
+            })?;
+            out.push(ProcessRow {
+                id,
+                pid,
+                start_ticks,
+                pod_uid,
+                data,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.put_object(
+                "/ConfigMap:default/a",
+                "ConfigMap",
+                "default",
+                "a",
+                &json!({"x": 1}),
+            )
+            .unwrap();
+            db.put_object(
+                "/ConfigMap:default/a",
+                "ConfigMap",
+                "default",
+                "a",
+                &json!({"x": 2}),
+            )
+            .unwrap();
+            db.put_object(
+                "/ConfigMap:default/b",
+                "ConfigMap",
+                "default",
+                "b",
+                &json!({}),
+            )
+            .unwrap();
+            db.delete_object("/ConfigMap:default/b").unwrap();
+            db.set_meta("rv", "7").unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let objs = db.objects().unwrap();
+        assert_eq!(
+            objs,
+            vec![("/ConfigMap:default/a".to_string(), json!({"x": 2}))]
+        );
+        assert_eq!(db.meta("rv").unwrap().as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn repeated_events_are_counted() {
+        let db = Db::in_memory().unwrap();
+        db.add_event(
+            1,
+            "default",
+            "Pod/web",
+            "Warning",
+            "BackOff",
+            "Back-off pulling image",
+        )
+        .unwrap();
+        db.add_event(
+            2,
+            "default",
+            "Pod/web",
+            "Warning",
+            "BackOff",
+            "Back-off pulling image",
+        )
+        .unwrap();
+        db.add_event(3, "default", "Pod/web", "Normal", "Pulled", "ok")
+            .unwrap();
+        let ev = db.events(Some("default"), None).unwrap();
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].count, 2);
+        assert_eq!(ev[0].time_ms, 2);
+        assert!(db.events(Some("other"), None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn processes_round_trip() {
+        let db = Db::in_memory().unwrap();
+        let row = ProcessRow {
+            id: "default/web-1/web".into(),
+            pid: 42,
+            start_ticks: 1000,
+            pod_uid: "u1".into(),
+            data: json!({"port": 30001}),
+        };
+        db.put_process(&row).unwrap();
+        assert_eq!(db.processes().unwrap(), vec![row.clone()]);
+        db.delete_process(&row.id).unwrap();
+        assert!(db.processes().unwrap().is_empty());
+    }
+}
