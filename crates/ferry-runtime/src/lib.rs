@@ -26,3 +26,6 @@ pub enum Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub mod config;
+pub use config::RuntimeConfig;
