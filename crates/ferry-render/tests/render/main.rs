@@ -1,0 +1,8 @@
+//! Integration tests of `ferry-render`: real files, real `kubectl kustomize`, and a
+//! fake `helm` script (no helm here) that records the arguments it was given.
+
+mod helm;
+mod kustomize;
+mod plain;
+mod tools;
+mod util;
