@@ -3,6 +3,7 @@
 //! weighted, metered proxy per Service.
 
 pub mod cluster;
+pub mod controller;
 pub mod fields;
 
 pub use cluster::{ApplyOptions, Cluster, Propagation, WatchEvent};
