@@ -28,7 +28,9 @@ pub enum Error {
         message: String,
     },
     /// A file is larger than the parser accepts.
-    #[error("{file}: {size} bytes is more than the {limit}-byte limit for one manifest file; split it")]
+    #[error(
+        "{file}: {size} bytes is more than the {limit}-byte limit for one manifest file; split it"
+    )]
     TooLarge {
         /// The file.
         file: String,
@@ -41,7 +43,7 @@ pub enum Error {
     #[error("duplicate object {key}: defined at {first} and again at {second}")]
     Duplicate {
         /// The shared key.
-        key: ObjectKey,
+        key: Box<ObjectKey>,
         /// Where it was first defined.
         first: String,
         /// Where it was defined again.

@@ -162,9 +162,7 @@ fn split_documents(text: &str) -> impl Iterator<Item = (usize, String)> + '_ {
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let lineno = i + 1;
         let bare = line.trim_end_matches(['\n', '\r']);
-        let is_start = bare == "---"
-            || bare.starts_with("--- ")
-            || bare.starts_with("---\t");
+        let is_start = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
         let is_end = bare == "..." || bare.starts_with("... ");
         if is_start {
             if in_doc || !cur.trim().is_empty() {
@@ -236,10 +234,10 @@ fn first_line(msg: &str) -> String {
     let mut line = msg.lines().next().unwrap_or(msg).trim();
     // saphyr prefixes "error: line L column C: "; ours is in the message's own prefix.
     line = line.strip_prefix("error: ").unwrap_or(line);
-    if line.starts_with("line ") {
-        if let Some(i) = line.find(": ") {
-            line = &line[i + 2..];
-        }
+    if line.starts_with("line ")
+        && let Some(i) = line.find(": ")
+    {
+        line = &line[i + 2..];
     }
     // saphyr appends its own "at line X column Y"; ours is in the prefix.
     match line.find(" at line ") {
@@ -260,11 +258,11 @@ fn push_value(value: Value, source: Source, out: &mut Vec<Object>) -> Result<()>
     match value {
         Value::Null => Ok(()),
         Value::Object(ref map)
-            if map
-                .get("kind")
-                .and_then(Value::as_str)
-                .is_some_and(|k| k == "List" || k.ends_with("List") && map.contains_key("items"))
-                && map.get("items").is_some_and(|i| i.is_array() || i.is_null()) =>
+            if map.get("kind").and_then(Value::as_str).is_some_and(|k| {
+                k == "List" || k.ends_with("List") && map.contains_key("items")
+            }) && map
+                .get("items")
+                .is_some_and(|i| i.is_array() || i.is_null()) =>
         {
             let Value::Object(mut map) = value else {
                 unreachable!()
@@ -341,7 +339,8 @@ pub fn to_yaml_stream<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Strin
 
 /// Serialises one value as YAML.
 pub fn to_yaml(value: &Value) -> String {
-    let mut s = serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# unserialisable: {e}\n"));
+    let mut s =
+        serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# unserialisable: {e}\n"));
     if !s.ends_with('\n') {
         s.push('\n');
     }

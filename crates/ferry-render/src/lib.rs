@@ -248,7 +248,7 @@ fn check_duplicates(objects: &[Object]) -> Result<()> {
         let key = obj.key();
         if let Some(first) = seen.get(&key) {
             return Err(Error::from(ferry_core::Error::Duplicate {
-                key,
+                key: Box::new(key),
                 first: first.origin(),
                 second: obj.origin(),
             }));
