@@ -75,6 +75,32 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// Built-in and well-known kinds that live outside namespaces.
+pub const CLUSTER_SCOPED: &[&str] = &[
+    "Namespace",
+    "Node",
+    "PersistentVolume",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "APIService",
+    "IngressClass",
+    "PriorityClass",
+    "RuntimeClass",
+    "CSIDriver",
+    "VolumeAttachment",
+    "ClusterAnalysisTemplate",
+    "ClusterIssuer",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+/// Whether objects of `kind` live in a namespace (unknown kinds are assumed to).
+pub fn is_namespaced(kind: &str) -> bool {
+    !CLUSTER_SCOPED.contains(&kind)
+}
+
 /// Splits an `apiVersion` into group and version: `apps/v1` → (`apps`, `v1`), `v1` → (``, `v1`).
 pub fn split_api_version(api_version: &str) -> (&str, &str) {
     match api_version.rsplit_once('/') {
@@ -278,7 +304,8 @@ mod tests {
     fn rejects_objects_without_kind_or_name() {
         let err = Object::from_value(json!({"apiVersion": "v1", "metadata": {"name": "x"}}));
         assert!(err.unwrap_err().to_string().contains("kind"));
-        let err = Object::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}));
+        let err =
+            Object::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}));
         assert!(err.unwrap_err().to_string().contains("metadata.name"));
         assert!(Object::from_value(json!([1, 2])).is_err());
     }

@@ -116,8 +116,13 @@ impl ObjectOptions {
                 "Force" => opts.force = flag,
                 "ServerSideApply" => opts.server_side_apply = flag,
                 "SkipDryRunOnMissingResource" => opts.skip_dry_run_on_missing_resource = flag,
-                "Validate" | "PruneLast" | "ApplyOutOfSyncOnly" | "RespectIgnoreDifferences"
-                | "CreateNamespace" | "PrunePropagationPolicy" | "FailOnSharedResource" => {}
+                "Validate"
+                | "PruneLast"
+                | "ApplyOutOfSyncOnly"
+                | "RespectIgnoreDifferences"
+                | "CreateNamespace"
+                | "PrunePropagationPolicy"
+                | "FailOnSharedResource" => {}
                 other => warnings.push(format!(
                     "{}: {SYNC_OPTIONS}: unknown sync option {other:?}",
                     obj.origin()
@@ -238,9 +243,10 @@ pub fn kind_rank(kind: &str) -> usize {
 /// The wave of an object: `argocd.argoproj.io/sync-wave`, else (for Helm hooks)
 /// `helm.sh/hook-weight`, else 0.
 pub fn wave(obj: &Object) -> Result<i32> {
-    let raw = obj
-        .annotation(SYNC_WAVE)
-        .or_else(|| obj.annotation(HELM_HOOK_WEIGHT).filter(|_| obj.annotation(HELM_HOOK).is_some()));
+    let raw = obj.annotation(SYNC_WAVE).or_else(|| {
+        obj.annotation(HELM_HOOK_WEIGHT)
+            .filter(|_| obj.annotation(HELM_HOOK).is_some())
+    });
     match raw {
         None => Ok(0),
         Some(s) => s.trim().parse::<i32>().map_err(|_| Error::Invalid {
@@ -290,7 +296,11 @@ fn phases(obj: &Object) -> Result<Option<(Vec<Phase>, bool)>> {
             }
         }
         out.dedup();
-        return Ok(if out.is_empty() { None } else { Some((out, true)) });
+        return Ok(if out.is_empty() {
+            None
+        } else {
+            Some((out, true))
+        });
     }
     Ok(Some((vec![Phase::Sync], false)))
 }
@@ -328,7 +338,11 @@ pub fn plan(objects: &[Object]) -> Result<Plan> {
         let wave = wave(obj)?;
         let (options, warnings) = ObjectOptions::of(obj);
         plan.warnings.extend(warnings);
-        let policies = if hook { delete_policies(obj) } else { Vec::new() };
+        let policies = if hook {
+            delete_policies(obj)
+        } else {
+            Vec::new()
+        };
         for phase in phases {
             plan.tasks.push(Task {
                 index,

@@ -33,15 +33,32 @@ fn plan_orders_phases_waves_and_kinds_like_argo() {
     assert_eq!(p.skipped.len(), 1);
     assert_eq!(objs[p.skipped[0]].name(), "local-only");
     assert_eq!(p.waves(Phase::Sync), vec![-1, 0, 5]);
-    let smoke = p.tasks.iter().find(|t| objs[t.index].name() == "smoke-test").unwrap();
+    let smoke = p
+        .tasks
+        .iter()
+        .find(|t| objs[t.index].name() == "smoke-test")
+        .unwrap();
     assert!(smoke.hook);
     assert_eq!(
         smoke.delete_policies,
-        vec![HookDeletePolicy::HookSucceeded, HookDeletePolicy::HookFailed]
+        vec![
+            HookDeletePolicy::HookSucceeded,
+            HookDeletePolicy::HookFailed
+        ]
     );
-    let late = p.tasks.iter().find(|t| objs[t.index].name() == "late").unwrap();
+    let late = p
+        .tasks
+        .iter()
+        .find(|t| objs[t.index].name() == "late")
+        .unwrap();
     assert!(!late.options.prune && !late.options.delete);
-    assert!(!p.tasks.iter().find(|t| objs[t.index].kind() == "Deployment").unwrap().hook);
+    assert!(
+        !p.tasks
+            .iter()
+            .find(|t| objs[t.index].kind() == "Deployment")
+            .unwrap()
+            .hook
+    );
 }
 
 #[test]
@@ -82,5 +99,9 @@ fn unknown_sync_option_is_a_warning_naming_the_object() {
     .unwrap();
     let p = plan::plan(&objs).unwrap();
     assert_eq!(p.warnings.len(), 1);
-    assert!(p.warnings[0].contains("c.yaml:1") && p.warnings[0].contains("Frobnicate"), "{}", p.warnings[0]);
+    assert!(
+        p.warnings[0].contains("c.yaml:1") && p.warnings[0].contains("Frobnicate"),
+        "{}",
+        p.warnings[0]
+    );
 }
