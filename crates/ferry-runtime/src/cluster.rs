@@ -19,27 +19,7 @@ use tokio::sync::{broadcast, watch};
 use crate::fields::{self, Path};
 use crate::{Error, Result};
 
-/// Kinds that live outside namespaces.
-pub const CLUSTER_SCOPED: &[&str] = &[
-    "Namespace",
-    "Node",
-    "PersistentVolume",
-    "StorageClass",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "APIService",
-    "IngressClass",
-    "PriorityClass",
-    "ClusterAnalysisTemplate",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-];
-
-/// Whether objects of `kind` live in a namespace.
-pub fn is_namespaced(kind: &str) -> bool {
-    !CLUSTER_SCOPED.contains(&kind)
-}
+pub use ferry_core::object::{CLUSTER_SCOPED, is_namespaced};
 
 /// How an apply is made.
 #[derive(Clone, Debug)]
