@@ -144,7 +144,7 @@ fn live(i: usize) -> Value {
                 ]
             });
             // Every tenth Deployment drifted: someone scaled it by hand.
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 v["spec"]["replicas"] = json!(5);
             }
         }
