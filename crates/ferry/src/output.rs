@@ -88,7 +88,8 @@ pub fn read_input(path: &std::path::Path) -> anyhow::Result<String> {
     use anyhow::Context as _;
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).context("reading standard input")?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+            .context("reading standard input")?;
         Ok(s)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
@@ -105,7 +106,10 @@ pub fn expand_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::pat
             collect_manifests(p, &mut found)?;
             found.sort();
             if found.is_empty() {
-                anyhow::bail!("{}: no .yaml, .yml or .json files in this directory", p.display());
+                anyhow::bail!(
+                    "{}: no .yaml, .yml or .json files in this directory",
+                    p.display()
+                );
             }
             out.extend(found);
         } else {
@@ -115,17 +119,26 @@ pub fn expand_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::pat
     Ok(out)
 }
 
-fn collect_manifests(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) -> anyhow::Result<()> {
+fn collect_manifests(
+    dir: &std::path::Path,
+    out: &mut Vec<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }
         if path.is_dir() {
             collect_manifests(&path, out)?;
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
             out.push(path);
         }
     }
@@ -137,7 +150,11 @@ pub fn load_objects(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<ferry_co
     let mut objects = Vec::new();
     for path in expand_paths(paths)? {
         let text = read_input(&path)?;
-        let name = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+        let name = if path.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
         objects.extend(ferry_core::parse::parse_str(&text, &name)?);
     }
     Ok(objects)

@@ -185,7 +185,12 @@ fn render(b: RenderBench) -> anyhow::Result<u8> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("plain");
     std::fs::create_dir_all(&dir)?;
-    eprintln!("generating {} objects in {} files under {}", b.objects, b.files, dir.display());
+    eprintln!(
+        "generating {} objects in {} files under {}",
+        b.objects,
+        b.files,
+        dir.display()
+    );
     let names = write_files(&dir, b.objects, b.files)?;
     let opts = ferry_render::RenderOptions {
         format: ferry_render::Format::Plain,
@@ -193,8 +198,18 @@ fn render(b: RenderBench) -> anyhow::Result<u8> {
     };
     let (ferry_t, rendered) = time(b.runs, || Ok(ferry_render::render(&dir, &opts)?))?;
     let mut out = String::new();
-    writeln!(out, "render of {} objects in {} files (plain directory)", rendered.objects.len(), names.len())?;
-    writeln!(out, "  ferry render (median of {}): {:>9.3} s", b.runs, ferry_t.as_secs_f64())?;
+    writeln!(
+        out,
+        "render of {} objects in {} files (plain directory)",
+        rendered.objects.len(),
+        names.len()
+    )?;
+    writeln!(
+        out,
+        "  ferry render (median of {}): {:>9.3} s",
+        b.runs,
+        ferry_t.as_secs_f64()
+    )?;
     if !b.no_peer {
         let kdir = tmp.path().join("kustomize");
         std::fs::create_dir_all(&kdir)?;
@@ -212,12 +227,26 @@ fn render(b: RenderBench) -> anyhow::Result<u8> {
             .context("running kubectl kustomize (install kubectl, or pass --no-peer)")?;
         let peer_t = t.elapsed();
         if !output.status.success() {
-            bail!("kubectl kustomize failed: {}", String::from_utf8_lossy(&output.stderr));
+            bail!(
+                "kubectl kustomize failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        let peer = parse::parse_str(&String::from_utf8_lossy(&output.stdout), "kubectl kustomize")?;
+        let peer = parse::parse_str(
+            &String::from_utf8_lossy(&output.stdout),
+            "kubectl kustomize",
+        )?;
         let same = same_objects(&rendered.objects, &peer);
-        writeln!(out, "  kubectl kustomize (1 run):    {:>9.3} s", peer_t.as_secs_f64())?;
-        writeln!(out, "  ratio (kubectl / ferry):      {:>9.1}x", peer_t.as_secs_f64() / ferry_t.as_secs_f64())?;
+        writeln!(
+            out,
+            "  kubectl kustomize (1 run):    {:>9.3} s",
+            peer_t.as_secs_f64()
+        )?;
+        writeln!(
+            out,
+            "  ratio (kubectl / ferry):      {:>9.1}x",
+            peer_t.as_secs_f64() / ferry_t.as_secs_f64()
+        )?;
         writeln!(out, "  same objects: {}", if same { "yes" } else { "NO" })?;
         output::emit(&out)?;
         if !same {
@@ -231,7 +260,9 @@ fn render(b: RenderBench) -> anyhow::Result<u8> {
 
 fn same_objects(a: &[Object], b: &[Object]) -> bool {
     let index = |objs: &[Object]| -> std::collections::BTreeMap<String, Value> {
-        objs.iter().map(|o| (o.key().to_string(), o.value().clone())).collect()
+        objs.iter()
+            .map(|o| (o.key().to_string(), o.value().clone()))
+            .collect()
     };
     index(a) == index(b)
 }
@@ -243,16 +274,39 @@ fn core(b: CoreBench) -> anyhow::Result<u8> {
     let (parse_t, live_objs) = time(b.runs, || Ok(parse::parse_str(&live_text, "live.yaml")?))?;
     let desired_objs = parse::parse_str(&desired_text, "desired.yaml")?;
     let opts = diff::DiffOptions::default();
-    let (diff_t, results) = time(b.runs, || Ok(diff::compare(&desired_objs, &live_objs, "bench", &opts)?))?;
-    let out_of_sync = results.iter().filter(|r| r.status != diff::SyncStatus::Synced).count();
+    let (diff_t, results) = time(b.runs, || {
+        Ok(diff::compare(&desired_objs, &live_objs, "bench", &opts)?)
+    })?;
+    let out_of_sync = results
+        .iter()
+        .filter(|r| r.status != diff::SyncStatus::Synced)
+        .count();
     let (health_t, healths) = time(b.runs, || Ok(health::assess_all(&live_objs)))?;
     let judged = healths.iter().filter(|h| h.is_some()).count();
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
-    output::emit(&format!("{n} objects (a third each Deployments, Services, ConfigMaps), median of {} runs\n", b.runs))?;
-    output::emit(&format!("  parse live YAML:        {:>9.1} ms  {:>10.0} objects/s\n", parse_t.as_secs_f64() * 1e3, rate(parse_t)))?;
-    output::emit(&format!("  normalise + diff pairs: {:>9.1} ms  {:>10.0} objects/s  ({out_of_sync} out of sync)\n", diff_t.as_secs_f64() * 1e3, rate(diff_t)))?;
-    output::emit(&format!("  health of live objects: {:>9.1} ms  {:>10.0} objects/s  ({judged} with a health check)\n", health_t.as_secs_f64() * 1e3, rate(health_t)))?;
-    output::emit(&format!("  diff / parse cost:      {:>9.2}\n", diff_t.as_secs_f64() / parse_t.as_secs_f64()))?;
+    output::emit(&format!(
+        "{n} objects (a third each Deployments, Services, ConfigMaps), median of {} runs\n",
+        b.runs
+    ))?;
+    output::emit(&format!(
+        "  parse live YAML:        {:>9.1} ms  {:>10.0} objects/s\n",
+        parse_t.as_secs_f64() * 1e3,
+        rate(parse_t)
+    ))?;
+    output::emit(&format!(
+        "  normalise + diff pairs: {:>9.1} ms  {:>10.0} objects/s  ({out_of_sync} out of sync)\n",
+        diff_t.as_secs_f64() * 1e3,
+        rate(diff_t)
+    ))?;
+    output::emit(&format!(
+        "  health of live objects: {:>9.1} ms  {:>10.0} objects/s  ({judged} with a health check)\n",
+        health_t.as_secs_f64() * 1e3,
+        rate(health_t)
+    ))?;
+    output::emit(&format!(
+        "  diff / parse cost:      {:>9.2}\n",
+        diff_t.as_secs_f64() / parse_t.as_secs_f64()
+    ))?;
     if diff_t >= parse_t {
         bail!("diffing cost more than parsing the same objects");
     }

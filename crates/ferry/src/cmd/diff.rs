@@ -54,7 +54,9 @@ fn load_ignore(path: &std::path::Path) -> anyhow::Result<Vec<IgnoreDifferences>>
         Some(list) => list.clone(),
         None => value,
     };
-    serde_json::from_value(list).with_context(|| format!("{name}: expected an Application or a list of ignoreDifferences entries"))
+    serde_json::from_value(list).with_context(|| {
+        format!("{name}: expected an Application or a list of ignoreDifferences entries")
+    })
 }
 
 /// Runs `ferry diff`.
@@ -90,22 +92,39 @@ pub fn run(args: DiffArgs) -> anyhow::Result<u8> {
             namespace: r.key.namespace.clone(),
             name: r.key.name.clone(),
             status: r.status,
-            diff: if r.status == SyncStatus::OutOfSync { r.unified() } else { String::new() },
+            diff: if r.status == SyncStatus::OutOfSync {
+                r.unified()
+            } else {
+                String::new()
+            },
         })
         .collect();
     match args.output {
         Format::Table => {
             let rows: Vec<Vec<String>> = entries
                 .iter()
-                .map(|e| vec![format!("{:?}", e.status), e.kind.clone(), e.namespace.clone(), e.name.clone()])
+                .map(|e| {
+                    vec![
+                        format!("{:?}", e.status),
+                        e.kind.clone(),
+                        e.namespace.clone(),
+                        e.name.clone(),
+                    ]
+                })
                 .collect();
-            output::emit(&output::table(&["STATUS", "KIND", "NAMESPACE", "NAME"], &rows))?;
+            output::emit(&output::table(
+                &["STATUS", "KIND", "NAMESPACE", "NAME"],
+                &rows,
+            ))?;
             for e in entries.iter().filter(|e| !e.diff.is_empty()) {
                 output::emit("\n")?;
                 output::emit(&e.diff)?;
             }
         }
-        f => output::print_data(&serde_json::json!({"synced": in_sync, "resources": entries}), f)?,
+        f => output::print_data(
+            &serde_json::json!({"synced": in_sync, "resources": entries}),
+            f,
+        )?,
     }
     Ok(if in_sync { EXIT_OK } else { EXIT_FINDING })
 }

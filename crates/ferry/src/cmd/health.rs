@@ -73,7 +73,10 @@ pub fn run(args: HealthArgs) -> anyhow::Result<u8> {
                     ]
                 })
                 .collect();
-            output::emit(&output::table(&["KIND", "NAMESPACE", "NAME", "STATUS", "MESSAGE"], &rows))?;
+            output::emit(&output::table(
+                &["KIND", "NAMESPACE", "NAME", "STATUS", "MESSAGE"],
+                &rows,
+            ))?;
             output::emit(&format!("\nAggregate: {aggregate}\n"))?;
         }
         f => output::print_data(&report, f)?,

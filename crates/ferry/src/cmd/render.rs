@@ -113,7 +113,10 @@ pub struct RenderArgs {
 }
 
 /// Renders `path` and returns its objects in sync order (hooks by phase), warning on stderr.
-pub fn render_ordered(path: &std::path::Path, source: &SourceArgs) -> anyhow::Result<(Vec<Object>, plan::Plan)> {
+pub fn render_ordered(
+    path: &std::path::Path,
+    source: &SourceArgs,
+) -> anyhow::Result<(Vec<Object>, plan::Plan)> {
     let rendered = ferry_render::render(path, &source.options()?)
         .with_context(|| format!("rendering {}", path.display()))?;
     for w in &rendered.warnings {
@@ -146,7 +149,10 @@ pub fn run(args: RenderArgs) -> anyhow::Result<u8> {
                 ]
             })
             .collect();
-        output::emit(&output::table(&["PHASE", "WAVE", "KIND", "NAMESPACE", "NAME", "HOOK"], &rows))?;
+        output::emit(&output::table(
+            &["PHASE", "WAVE", "KIND", "NAMESPACE", "NAME", "HOOK"],
+            &rows,
+        ))?;
         return Ok(EXIT_OK);
     }
     // A hook in several phases is printed once, at its first phase.

@@ -29,7 +29,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
     let mut syntax_errors = Vec::new();
     for path in output::expand_paths(&args.files)? {
         let text = output::read_input(&path)?;
-        let name = if path.as_os_str() == "-" { "<stdin>".to_string() } else { path.display().to_string() };
+        let name = if path.as_os_str() == "-" {
+            "<stdin>".to_string()
+        } else {
+            path.display().to_string()
+        };
         match argo::validate_str(&text, &name) {
             Ok(v) => all.extend(v),
             Err(e) => syntax_errors.push(e.to_string()),
@@ -54,7 +58,10 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<u8> {
                             "error"
                         }
                     };
-                    output::emit(&format!("{}:{}: {}/{}: {sev}: {}: {}\n", v.file, v.line, v.kind, v.name, f.path, f.message))?;
+                    output::emit(&format!(
+                        "{}:{}: {}/{}: {sev}: {}: {}\n",
+                        v.file, v.line, v.kind, v.name, f.path, f.message
+                    ))?;
                 }
             }
             errors += syntax_errors.len();
