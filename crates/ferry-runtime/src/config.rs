@@ -35,7 +35,12 @@ impl RuntimeConfig {
             backoff_max: ms("FERRY_BACKOFF_MAX_MS", 300_000),
             port_range: (30000, 32767),
             insecure_registries: std::env::var("FERRY_INSECURE_REGISTRIES")
-                .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
