@@ -8,6 +8,7 @@ pub mod health;
 pub mod object;
 pub mod parse;
 pub mod plan;
+pub mod target;
 
 pub use error::{Error, Result};
 pub use object::{Object, ObjectKey, Source};
