@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use ferry_core::Object;
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 
 /// Manager name controllers write with.
 pub const MANAGER: &str = "ferry-controller";
 
-/// Runs every controller until `shutdown` turns true.
-pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
+/// Runs every controller until `shutdown` is cancelled.
+pub async fn run(cluster: Arc<Cluster>, shutdown: CancellationToken) {
     let mut changed = cluster.changed();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -32,9 +32,7 @@ pub async fn run(cluster: Arc<Cluster>, mut shutdown: watch::Receiver<bool>) {
                 changed.borrow_and_update();
             }
             _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { return; }
-            }
+            _ = shutdown.cancelled() => return,
         }
     }
 }
@@ -179,10 +177,10 @@ pub fn make_condition(
 /// Whether `labels` match a `LabelSelector` (`matchLabels` and `matchExpressions`).
 pub fn selector_matches(selector: &Value, labels: Option<&serde_json::Map<String, Value>>) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
-    if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object) {
-        if ml.iter().any(|(k, v)| get(k) != v.as_str()) {
-            return false;
-        }
+    if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object)
+        && ml.iter().any(|(k, v)| get(k) != v.as_str())
+    {
+        return false;
     }
     if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {

@@ -5,8 +5,14 @@
 pub mod cluster;
 pub mod controller;
 pub mod fields;
+pub mod kubelet;
+pub mod proxy;
+pub mod runtime;
+pub mod services;
+pub mod target;
 
 pub use cluster::{ApplyOptions, Cluster, Propagation, WatchEvent};
+pub use runtime::Runtime;
 
 /// What can go wrong in the runtime.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,516 @@
+//! The kubelet: runs the cluster's Pod objects as supervised host processes.
+//!
+//! Each pod gets one tokio task ([`worker`]) that resolves or pulls its images, builds
+//! each container's environment and command as Kubernetes does, starts the processes
+//! in their own process groups with output in per-container log files, runs the
+//! probes, restarts with back-off, and writes the pod's status. Deleting a pod stops
+//! its processes (SIGTERM, SIGKILL after the grace period) and then finalizes it.
+//!
+//! Every running process is recorded in the state database (pid and start time), so a
+//! daemon killed at any moment re-adopts, on its next start, the processes still
+//! running and restarts only the others: a replica never runs twice.
+
+mod command;
+mod env;
+mod expand;
+mod image;
+mod ports;
+mod probe;
+mod process;
+mod status;
+mod worker;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use ferry_core::Object;
+use ferry_oci::{RegistryClient, Store};
+use ferry_store::ProcessRow;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Cluster, Error, Result, RuntimeConfig};
+
+pub use ports::HOST_PORTS_ANNOTATION;
+
+/// The environment variable naming a container process (`NS/POD/CONTAINER`).
+const CONTAINER_ID_VAR: &str = "FERRY_CONTAINER_ID";
+/// The environment variable holding a container process's pod uid.
+const POD_UID_VAR: &str = "FERRY_POD_UID";
+
+/// How often the kubelet re-reads every pod even when nothing signalled a change.
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// Why a pod worker is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    /// The pod is being deleted, with this grace period; finalize it afterwards.
+    Deleted(Duration),
+    /// The pod object is gone.
+    Gone,
+    /// [`Kubelet::stop_all`].
+    Shutdown,
+}
+
+/// The run loop's handle on one pod worker.
+#[derive(Clone)]
+struct WorkerCtl {
+    stop: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+    /// Closed when the worker has ended.
+    done: watch::Receiver<()>,
+}
+
+impl WorkerCtl {
+    fn request(&self, reason: StopReason) {
+        {
+            let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+            // A deletion wins over any other reason: the pod must still be finalized.
+            match (*r, reason) {
+                (None, _)
+                | (Some(StopReason::Shutdown | StopReason::Gone), StopReason::Deleted(_)) => {
+                    *r = Some(reason)
+                }
+                _ => {}
+            }
+        }
+        self.stop.cancel();
+    }
+
+    fn stopping(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a worker from the kubelet's table when its task ends, however it ends.
+struct WorkerGuard {
+    kubelet: Arc<Kubelet>,
+    uid: String,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        self.kubelet.workers().remove(&self.uid);
+    }
+}
+
+/// Runs Pod objects as processes; see the module documentation.
+pub struct Kubelet {
+    cluster: Arc<Cluster>,
+    config: RuntimeConfig,
+    store: Store,
+    registry: OnceLock<Result<Arc<RegistryClient>, String>>,
+    /// Pulls (and unpacks) one image at a time, as the kubelet serializes pulls.
+    pull_lock: tokio::sync::Mutex<()>,
+    ports: Mutex<ports::Allocator>,
+    /// Processes of an earlier daemon still running, by id, until their worker takes them.
+    adopted: Mutex<HashMap<String, ProcessRow>>,
+    workers: Mutex<HashMap<String, WorkerCtl>>,
+    stopping: CancellationToken,
+    /// Whether the daemon runs as root (and can honour `runAsUser`).
+    as_root: bool,
+}
+
+impl std::fmt::Debug for Kubelet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kubelet")
+            .field("home", &self.config.home)
+            .finish_non_exhaustive()
+    }
+}
+
+fn pod_uid(pod: &Object) -> &str {
+    pod.value()
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+impl Kubelet {
+    /// A kubelet over `cluster`, with images, root filesystems and logs under
+    /// `config.home`. Processes recorded by an earlier daemon are checked now: those
+    /// still running (same pid and start time) for a pod that still exists are
+    /// re-adopted when [`Kubelet::run`] starts their pod; the rest are forgotten (and
+    /// killed if their pod is gone), and their containers restart.
+    pub fn new(cluster: Arc<Cluster>, config: RuntimeConfig) -> Result<Arc<Self>> {
+        for dir in [config.images_dir(), config.rootfs_dir(), config.logs_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::Invalid(format!(
+                    "cannot create {}: {e}; check that FERRY_HOME is writable",
+                    dir.display()
+                ))
+            })?;
+        }
+        let store = Store::open(config.images_dir()).map_err(|e| {
+            Error::Invalid(format!(
+                "cannot open the image store at {}: {e}",
+                config.images_dir().display()
+            ))
+        })?;
+        let kubelet = Arc::new(Self {
+            ports: Mutex::new(ports::Allocator::new(config.port_range)),
+            cluster,
+            config,
+            store,
+            registry: OnceLock::new(),
+            pull_lock: tokio::sync::Mutex::new(()),
+            adopted: Mutex::new(HashMap::new()),
+            workers: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+            as_root: nix::unistd::geteuid().is_root(),
+        });
+        kubelet.adopt()?;
+        Ok(kubelet)
+    }
+
+    /// Sorts the recorded processes into re-adopted and forgotten ones.
+    fn adopt(&self) -> Result<()> {
+        let Some(db) = self.cluster.db() else {
+            return Ok(());
+        };
+        let pods: HashMap<String, Object> = self
+            .cluster
+            .list(Some("Pod"), None)
+            .into_iter()
+            .map(|p| (pod_uid(&p).to_string(), p))
+            .collect();
+        let mut adopted = self.adopted();
+        for row in db.processes()? {
+            let alive =
+                u32::try_from(row.pid).is_ok_and(|pid| process::is_alive(pid, row.start_ticks));
+            let pod = pods.get(&row.pod_uid);
+            match (alive, pod) {
+                (true, Some(_)) => {
+                    adopted.insert(row.id.clone(), row);
+                }
+                (true, None) => {
+                    // Its pod was deleted while no daemon watched: it must not linger.
+                    tracing::info!("stopping {} (pid {}): its pod is gone", row.id, row.pid);
+                    if let Ok(pid) = u32::try_from(row.pid) {
+                        process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                    db.delete_process(&row.id)?;
+                }
+                (false, _) => db.delete_process(&row.id)?,
+            }
+        }
+        // A daemon killed between starting a process and recording it left it
+        // unrecorded: find it by its tags. Tagged processes of unknown pods may belong
+        // to another FERRY_HOME and are left alone.
+        for t in process::scan_tagged(CONTAINER_ID_VAR) {
+            let (Some(id), Some(uid)) = (t.vars.get(CONTAINER_ID_VAR), t.vars.get(POD_UID_VAR))
+            else {
+                continue;
+            };
+            if !pods.contains_key(uid) {
+                continue;
+            }
+            match adopted.get(id) {
+                Some(r) if r.pid == i64::from(t.pid) => continue,
+                Some(_) => {
+                    // A second instance of a container of ours: a replica runs once.
+                    tracing::warn!("stopping duplicate process {id} (pid {})", t.pid);
+                    process::signal_group(t.pid, nix::sys::signal::Signal::SIGKILL);
+                    continue;
+                }
+                None => {}
+            }
+            tracing::info!("re-adopting unrecorded process {id} (pid {})", t.pid);
+            let row = ProcessRow {
+                id: id.clone(),
+                pid: i64::from(t.pid),
+                start_ticks: t.start_ticks,
+                pod_uid: uid.clone(),
+                data: Value::Object(Default::default()),
+            };
+            db.put_process(&row)?;
+            adopted.insert(id.clone(), row);
+        }
+        Ok(())
+    }
+
+    fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProcessRow>> {
+        self.adopted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, WorkerCtl>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The adopted process for a container, if there is one for this pod.
+    fn take_adopted(&self, id: &str, uid: &str) -> Option<ProcessRow> {
+        let mut adopted = self.adopted();
+        match adopted.get(id) {
+            Some(row) if row.pod_uid == uid => adopted.remove(id),
+            _ => None,
+        }
+    }
+
+    fn record_process(&self, row: &ProcessRow) {
+        if let Some(db) = self.cluster.db()
+            && let Err(e) = db.put_process(row)
+        {
+            tracing::warn!("recording process {}: {e}", row.id);
+        }
+    }
+
+    /// Drops the record of a container's process, unless it belongs to another pod
+    /// (a successor of the same name).
+    fn forget_process(&self, id: &str, uid: &str) -> Result<()> {
+        if let Some(db) = self.cluster.db() {
+            let theirs = db
+                .processes()?
+                .iter()
+                .any(|r| r.id == id && r.pod_uid != uid);
+            if !theirs {
+                db.delete_process(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn registry(&self) -> Result<Arc<RegistryClient>, String> {
+        self.registry
+            .get_or_init(|| image::registry_client(&self.config.insecure_registries))
+            .clone()
+    }
+
+    fn container_log_dir(&self, ns: &str, pod: &str, container: &str) -> PathBuf {
+        self.config.logs_dir().join(ns).join(pod).join(container)
+    }
+
+    /// Reconciles every Pod until `shutdown` is cancelled: a worker per pod, stopped
+    /// when its pod is deleted (then finalized) or vanishes. Returning leaves the
+    /// processes running, for the next daemon to re-adopt; [`Kubelet::stop_all`] stops
+    /// them.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut changed = self.cluster.changed();
+        let mut tasks = JoinSet::new();
+        loop {
+            changed.borrow_and_update();
+            self.sync(&mut tasks);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = changed.changed() => {
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(RESYNC) => {}
+            }
+        }
+        // Dropping the tasks aborts the workers; their processes keep running.
+    }
+
+    fn sync(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        let pods = self.cluster.list(Some("Pod"), None);
+        let mut workers = self.workers();
+        let mut seen = BTreeSet::new();
+        for pod in pods {
+            let uid = pod_uid(&pod).to_string();
+            if uid.is_empty() {
+                continue;
+            }
+            seen.insert(uid.clone());
+            let deleting = pod.is_being_deleted();
+            let grace = Duration::from_secs(
+                pod.value()
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(30),
+            );
+            if let Some(ctl) = workers.get(&uid) {
+                if deleting && !matches!(ctl.stopping(), Some(StopReason::Deleted(_))) {
+                    ctl.request(StopReason::Deleted(grace));
+                }
+                continue;
+            }
+            if self.stopping.is_cancelled() {
+                continue;
+            }
+            let (done_tx, done_rx) = watch::channel(());
+            let ctl = WorkerCtl {
+                stop: CancellationToken::new(),
+                reason: Arc::new(Mutex::new(None)),
+                done: done_rx,
+            };
+            if deleting {
+                ctl.request(StopReason::Deleted(grace));
+            }
+            workers.insert(uid.clone(), ctl.clone());
+            let guard = WorkerGuard {
+                kubelet: self.clone(),
+                uid,
+                _done: done_tx,
+            };
+            let kubelet = self.clone();
+            tasks.spawn(async move {
+                let _guard = guard;
+                worker::run_pod(kubelet, pod, ctl.stop, ctl.reason).await;
+            });
+        }
+        for (uid, ctl) in workers.iter() {
+            if !seen.contains(uid) && ctl.stopping().is_none() {
+                ctl.request(StopReason::Gone);
+            }
+        }
+    }
+
+    /// Stops every container gracefully (SIGTERM, SIGKILL after its grace period) and
+    /// starts no more, for `ferry down`. Pods keep their objects; their statuses show
+    /// the containers terminated. Processes recorded by a run that is no longer
+    /// supervised are stopped too.
+    pub async fn stop_all(&self) {
+        self.stopping.cancel();
+        let ctls: Vec<WorkerCtl> = self.workers().values().cloned().collect();
+        for c in &ctls {
+            c.request(StopReason::Shutdown);
+        }
+        for mut c in ctls {
+            while c.done.changed().await.is_ok() {}
+        }
+        let Some(db) = self.cluster.db() else { return };
+        let rows = match db.processes() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("reading recorded processes: {e}");
+                return;
+            }
+        };
+        let pods = self.cluster.list(Some("Pod"), None);
+        for row in rows {
+            let grace = pods
+                .iter()
+                .find(|p| pod_uid(p) == row.pod_uid)
+                .and_then(|p| {
+                    p.value()
+                        .pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_u64)
+                })
+                .unwrap_or(30);
+            if let Ok(pid) = u32::try_from(row.pid) {
+                process::terminate_pid(pid, row.start_ticks, Duration::from_secs(grace)).await;
+            }
+            let _ = db.delete_process(&row.id);
+            self.adopted().remove(&row.id);
+        }
+    }
+
+    /// A container's log file: `current.log`, or with `previous` the log of the
+    /// instance before the last restart. `None` if there is none.
+    pub fn log_path(
+        &self,
+        ns: &str,
+        pod: &str,
+        container: &str,
+        previous: bool,
+    ) -> Option<PathBuf> {
+        let file = if previous {
+            "previous.log"
+        } else {
+            "current.log"
+        };
+        let p = self.container_log_dir(ns, pod, container).join(file);
+        p.is_file().then_some(p)
+    }
+
+    /// The host port of each `containerPort` of a pod, as recorded on it
+    /// (`ferry.dev/host-ports`). A pod that declares no port has its `PORT` under `0`.
+    pub fn host_ports(pod: &Object) -> BTreeMap<u16, u16> {
+        ports::of(pod)
+    }
+
+    /// The host port serving `container_port` of `pod`: its own mapping, else (for a
+    /// pod declaring no ports) the pod's `PORT`. `None` before ports are assigned.
+    pub fn host_port_for(pod: &Object, container_port: u16) -> Option<u16> {
+        let map = ports::of(pod);
+        if map.is_empty() {
+            return None;
+        }
+        Some(ports::host_port_for(&map, container_port))
+    }
+
+    /// The pod's host ports, assigning and recording any it lacks.
+    fn ensure_ports(&self, pod: &Object) -> Result<BTreeMap<u16, u16>, String> {
+        let spec = pod.value().get("spec").cloned().unwrap_or(Value::Null);
+        let mut want = ports::declared(&spec);
+        if want.is_empty() {
+            want.push(0);
+        }
+        let key = pod.key();
+        let current = self.cluster.get(&key).unwrap_or_else(|| pod.clone());
+        let mut have = ports::of(&current);
+        if want.iter().all(|p| have.contains_key(p)) {
+            return Ok(have);
+        }
+        let mut alloc = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        let mut taken = self.taken_ports();
+        for p in want {
+            if have.contains_key(&p) {
+                continue;
+            }
+            let Some(h) = alloc.allocate(&taken) else {
+                let (lo, hi) = self.config.port_range;
+                return Err(format!(
+                    "no free host port in {lo}-{hi} for containerPort {p}; free some ports or widen the runtime's port range"
+                ));
+            };
+            taken.insert(h);
+            have.insert(p, h);
+        }
+        let value = ports::render(&have);
+        let patched = self
+            .cluster
+            .patch_metadata(&key, |meta| {
+                let ann = meta
+                    .entry("annotations")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !ann.is_object() {
+                    *ann = Value::Object(Default::default());
+                }
+                if let Some(m) = ann.as_object_mut() {
+                    m.insert(HOST_PORTS_ANNOTATION.into(), Value::String(value));
+                }
+            })
+            .map_err(|e| format!("recording host ports: {e}"))?;
+        if patched.is_none() {
+            return Err("the pod no longer exists".into());
+        }
+        Ok(have)
+    }
+
+    /// Host ports already promised to pods or Services.
+    fn taken_ports(&self) -> BTreeSet<u16> {
+        let mut taken = BTreeSet::new();
+        for pod in self.cluster.list(Some("Pod"), None) {
+            taken.extend(ports::of(&pod).values());
+        }
+        for svc in self.cluster.list(Some("Service"), None) {
+            taken.extend(ports::of(&svc).values());
+            for p in svc
+                .value()
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for f in ["port", "nodePort"] {
+                    if let Some(n) = p
+                        .get(f)
+                        .and_then(Value::as_u64)
+                        .and_then(|n| u16::try_from(n).ok())
+                    {
+                        taken.insert(n);
+                    }
+                }
+            }
+        }
+        taken
+    }
+}

@@ -1,0 +1,99 @@
+//! The embedded runtime as a [`Target`]: what the GitOps engine drives.
+
+use std::sync::Arc;
+
+use ferry_core::target::{
+    ApplyOptions, BoxFuture, Propagation as TargetPropagation, Selector, Target, TargetError,
+};
+use ferry_core::{Object, ObjectKey};
+
+use crate::cluster::{self, Cluster};
+use crate::{Error, Runtime};
+
+fn target_error(e: Error) -> TargetError {
+    match e {
+        Error::Conflict(m) => TargetError::Conflict(m),
+        Error::Invalid(m) | Error::AlreadyExists(m) => TargetError::Invalid(m),
+        other => TargetError::Unavailable(other.to_string()),
+    }
+}
+
+/// The embedded runtime, named `local` (Argo's `destination.name: local`, or
+/// `destination.server: https://kubernetes.default.svc`).
+#[derive(Clone)]
+pub struct LocalTarget {
+    runtime: Arc<Runtime>,
+}
+
+impl LocalTarget {
+    /// The target over a running runtime.
+    pub fn new(runtime: Arc<Runtime>) -> Self {
+        Self { runtime }
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.runtime.cluster
+    }
+}
+
+impl Target for LocalTarget {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        obj: &'a Object,
+        opts: &'a ApplyOptions,
+    ) -> BoxFuture<'a, Result<Object, TargetError>> {
+        Box::pin(async move {
+            let opts = cluster::ApplyOptions {
+                field_manager: opts.field_manager.clone(),
+                force: opts.force,
+                dry_run: opts.dry_run,
+            };
+            self.runtime.apply(obj, &opts).map_err(target_error)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Object>, TargetError>> {
+        Box::pin(async move { Ok(self.cluster().get(key)) })
+    }
+
+    fn list<'a>(
+        &'a self,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Vec<Object>, TargetError>> {
+        Box::pin(async move {
+            Ok(self
+                .cluster()
+                .list(selector.kind.as_deref(), selector.namespace.as_deref())
+                .into_iter()
+                .filter(|o| selector.matches(o))
+                .collect())
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        propagation: TargetPropagation,
+    ) -> BoxFuture<'a, Result<bool, TargetError>> {
+        Box::pin(async move {
+            let p = match propagation {
+                TargetPropagation::Background => cluster::Propagation::Background,
+                TargetPropagation::Foreground => cluster::Propagation::Foreground,
+                TargetPropagation::Orphan => cluster::Propagation::Orphan,
+            };
+            self.cluster().delete(key, p).map_err(target_error)
+        })
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        let mut rx = self.cluster().changed();
+        Box::pin(async move {
+            rx.borrow_and_update();
+            let _ = rx.changed().await;
+        })
+    }
+}

@@ -1,0 +1,846 @@
+//! The Service proxy against real backends, a real HTTP client and a real
+//! Prometheus, all on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferry_runtime::proxy::{self, Backends, Endpoint, Metrics, Protocol, ProxyHandle, ServiceId};
+use http_body_util::{Either, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+// ---------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------
+
+/// A real HTTP/1.1 backend that answers with its name and version.
+///
+/// - `/status/NNN` answers with status NNN,
+/// - `/echo` streams the request body back,
+/// - `/headers` lists the request headers, one `name: value` a line,
+/// - an `Upgrade: echo` request is switched and echoes raw bytes,
+/// - anything else: `NAME VERSION`.
+struct Backend {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    /// Connections accepted so far.
+    accepted: Arc<AtomicUsize>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+type BackendBody = Either<Full<Bytes>, Incoming>;
+
+async fn backend_reply(
+    name: &'static str,
+    version: &'static str,
+    mut req: Request<Incoming>,
+) -> Response<BackendBody> {
+    let path = req.uri().path().to_string();
+    let reply = |status: u16, body: String| {
+        Response::builder()
+            .status(status)
+            .header("x-backend", name)
+            .body(Either::Left(Full::new(Bytes::from(body))))
+            .unwrap()
+    };
+    if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+        let upgraded = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(io) = upgraded.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(io));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "echo")
+            .body(Either::Left(Full::new(Bytes::new())))
+            .unwrap();
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        return reply(code.parse().unwrap(), format!("{name} {version}"));
+    }
+    match path.as_str() {
+        "/echo" => Response::builder()
+            .header("x-backend", name)
+            .body(Either::Right(req.into_body()))
+            .unwrap(),
+        "/headers" => {
+            let mut out = String::new();
+            for (k, v) in req.headers() {
+                out.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+            }
+            reply(200, out)
+        }
+        _ => reply(200, format!("{name} {version}")),
+    }
+}
+
+async fn backend(name: &'static str, version: &'static str) -> Backend {
+    backend_with(name, version, true).await
+}
+
+/// A backend; without `keep_alive` it closes every connection after one response.
+async fn backend_with(name: &'static str, version: &'static str, keep_alive: bool) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| async move {
+                    Ok::<_, Infallible>(backend_reply(name, version, req).await)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        task,
+        accepted,
+    }
+}
+
+/// A raw TCP server: sends `banner` on accept (if any), then echoes.
+async fn tcp_echo(banner: Option<&'static [u8]>) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if let Some(banner) = banner {
+                    let _ = stream.write_all(banner).await;
+                }
+                let (mut r, mut w) = stream.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        task,
+        accepted: Arc::default(),
+    }
+}
+
+/// An address where nothing listens (connects are refused).
+async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+fn ep(b: &Backend, version: &str) -> Endpoint {
+    Endpoint::ready(b.addr, version, format!("pod-{}", b.addr.port()))
+}
+
+struct Proxy {
+    handle: ProxyHandle,
+    backends: Arc<Backends>,
+    metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.handle.local_addr)
+    }
+}
+
+async fn start_proxy(protocol: Protocol, endpoints: Vec<Endpoint>) -> Proxy {
+    let backends = Backends::new();
+    backends.set_endpoints(endpoints);
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = proxy::serve(
+        listener,
+        ServiceId::new("shop", "web", 80),
+        protocol,
+        backends.clone(),
+        metrics.clone(),
+    )
+    .await;
+    Proxy {
+        handle,
+        backends,
+        metrics,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// GETs `url` and returns (status, `x-backend` header, body).
+async fn get(c: &reqwest::Client, url: &str) -> (u16, String, String) {
+    let resp = c.get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let who = resp
+        .headers()
+        .get("x-backend")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, who, resp.text().await.unwrap())
+}
+
+async fn who_answers(c: &reqwest::Client, p: &Proxy, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let (status, who, _) = get(c, &p.url("/")).await;
+        assert_eq!(status, 200);
+        out.push(who);
+    }
+    out
+}
+
+fn tally(names: &[String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        *out.entry(n.clone()).or_default() += 1;
+    }
+    out
+}
+
+fn weights(pairs: &[(&str, u32)]) -> Option<BTreeMap<String, u32>> {
+    Some(pairs.iter().map(|(v, w)| (v.to_string(), *w)).collect())
+}
+
+/// The value of the sample `name{labels}` in a rendering, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .map(|v| v.parse().unwrap())
+}
+
+fn requests_series(version: &str, code: &str) -> String {
+    format!(
+        r#"ferry_service_requests_total{{namespace="shop",service="web",version="{version}",code="{code}"}}"#
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Balancing
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn round_robin_over_ready_endpoints_and_not_ready_get_nothing() {
+    let (a, b, c) = (
+        backend("a", "v1").await,
+        backend("b", "v1").await,
+        backend("c", "v1").await,
+    );
+    let mut not_ready = ep(&b, "v1");
+    not_ready.ready = false;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1"), not_ready, ep(&c, "v1")]).await;
+    let got = who_answers(&client(), &p, 6).await;
+    assert_eq!(got, ["a", "c", "a", "c", "a", "c"]);
+}
+
+#[tokio::test]
+async fn weights_80_20_split_1000_requests_exactly() {
+    let (a1, a2, b) = (
+        backend("a1", "v1").await,
+        backend("a2", "v1").await,
+        backend("b", "v2").await,
+    );
+    let p = start_proxy(
+        Protocol::Http,
+        vec![ep(&a1, "v1"), ep(&a2, "v1"), ep(&b, "v2")],
+    )
+    .await;
+    p.backends.set_weights(weights(&[("v1", 80), ("v2", 20)]));
+    let got = tally(&who_answers(&client(), &p, 1000).await);
+    assert_eq!(
+        got,
+        [("a1".into(), 400), ("a2".into(), 400), ("b".into(), 200)].into()
+    );
+    let text = p.metrics.render();
+    assert_eq!(
+        sample(&text, &requests_series("v1", "2xx")),
+        Some(800.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &requests_series("v2", "2xx")),
+        Some(200.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn weight_zero_gets_nothing_and_unready_versions_share_is_redistributed() {
+    let (a, b) = (backend("a", "v1").await, backend("b", "v2").await);
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1"), ep(&b, "v2")]).await;
+    let c = client();
+
+    p.backends.set_weights(weights(&[("v1", 100), ("v2", 0)]));
+    assert_eq!(
+        tally(&who_answers(&c, &p, 50).await),
+        [("a".into(), 50)].into()
+    );
+
+    // v1 has weight but no ready endpoint: everything goes to v2, nothing is refused.
+    let mut a_down = ep(&a, "v1");
+    a_down.ready = false;
+    p.backends.set_endpoints(vec![a_down, ep(&b, "v2")]);
+    p.backends.set_weights(weights(&[("v1", 90), ("v2", 10)]));
+    assert_eq!(
+        tally(&who_answers(&c, &p, 20).await),
+        [("b".into(), 20)].into()
+    );
+}
+
+#[tokio::test]
+async fn endpoint_and_weight_updates_take_effect_without_restart() {
+    let (a, b) = (backend("a", "v1").await, backend("b", "v2").await);
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let c = client();
+    assert_eq!(who_answers(&c, &p, 3).await, ["a", "a", "a"]);
+
+    p.backends.set_endpoints(vec![ep(&b, "v2")]);
+    assert_eq!(who_answers(&c, &p, 3).await, ["b", "b", "b"]);
+
+    p.backends.set_endpoints(vec![ep(&a, "v1"), ep(&b, "v2")]);
+    p.backends.set_weights(weights(&[("v1", 1), ("v2", 3)]));
+    assert_eq!(
+        tally(&who_answers(&c, &p, 40).await),
+        [("a".into(), 10), ("b".into(), 30)].into()
+    );
+
+    p.backends.set_weights(None);
+    assert_eq!(who_answers(&c, &p, 4).await, ["a", "b", "a", "b"]);
+    assert_eq!(p.backends.endpoints().len(), 2);
+    assert_eq!(p.backends.weights(), None);
+}
+
+// ---------------------------------------------------------------------------
+// Failures
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn no_ready_endpoint_is_503_naming_the_service() {
+    let a = backend("a", "v1").await;
+    let mut down = ep(&a, "v1");
+    down.ready = false;
+    let p = start_proxy(Protocol::Http, vec![down]).await;
+    let (status, _, body) = get(&client(), &p.url("/")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body.trim(), "no ready endpoints for service shop/web");
+    let text = p.metrics.render();
+    assert_eq!(
+        sample(&text, &requests_series("none", "5xx")),
+        Some(1.0),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn connect_error_retries_get_elsewhere_and_gives_502_for_post() {
+    let live = backend("live", "v1").await;
+    let dead = dead_addr().await;
+    let p = start_proxy(
+        Protocol::Http,
+        vec![Endpoint::ready(dead, "v1", "pod-dead"), ep(&live, "v1")],
+    )
+    .await;
+    let c = client();
+
+    // Round-robin sends the first request to the dead endpoint: a POST with a body
+    // is not retried.
+    let resp = c.post(p.url("/")).body("payload").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("service shop/web") && body.contains("pod-dead"),
+        "{body}"
+    );
+
+    // GETs that land on the dead endpoint are retried on the live one.
+    for _ in 0..6 {
+        let (status, who, _) = get(&c, &p.url("/")).await;
+        assert_eq!((status, who.as_str()), (200, "live"));
+    }
+
+    // With no other endpoint a GET gets 502 too.
+    p.backends
+        .set_endpoints(vec![Endpoint::ready(dead, "v1", "pod-dead")]);
+    let (status, _, body) = get(&c, &p.url("/")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("bad gateway: service shop/web"), "{body}");
+    let text = p.metrics.render();
+    assert_eq!(
+        sample(&text, &requests_series("v1", "5xx")),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, &requests_series("v1", "2xx")),
+        Some(6.0),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// HTTP features
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_proxied_to_http1_endpoints() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Auto, vec![ep(&a, "v1")]).await;
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let resp = h2.get(p.url("/headers")).send().await.unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    assert_eq!(resp.status().as_u16(), 200);
+    let headers = resp.text().await.unwrap();
+    // The client's :authority arrives as Host; the proxy says who forwarded.
+    assert!(
+        headers.contains(&format!("host: {}", p.handle.local_addr)),
+        "{headers}"
+    );
+    assert!(headers.contains("via: 2 ferry"), "{headers}");
+    assert!(headers.contains("x-forwarded-for: 127.0.0.1"), "{headers}");
+
+    // HTTP/1.1 on the same listener.
+    let (status, who, _) = get(&client(), &p.url("/")).await;
+    assert_eq!((status, who.as_str()), (200, "a"));
+}
+
+#[tokio::test]
+async fn forwards_host_and_forwarding_headers_and_drops_hop_by_hop() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let resp = client()
+        .get(p.url("/headers"))
+        .header("host", "shop.example")
+        .header("connection", "x-private")
+        .header("x-private", "secret")
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    let headers = resp.text().await.unwrap();
+    assert!(headers.contains("host: shop.example\n"), "{headers}");
+    assert!(
+        headers.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1\n"),
+        "{headers}"
+    );
+    assert!(headers.contains("x-forwarded-proto: http\n"), "{headers}");
+    assert!(headers.contains("via: 1.1 ferry\n"), "{headers}");
+    assert!(!headers.contains("x-private"), "{headers}");
+}
+
+#[tokio::test]
+async fn streams_a_5mb_request_body_both_ways() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    // 80 chunks of 64 KiB, produced as the body is sent (never one buffer).
+    let resp = client()
+        .post(p.url("/echo"))
+        .body(reqwest::Body::wrap(Chunks { next: 0, count: 80 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), 80 * CHUNK);
+    for (i, c) in body.chunks(CHUNK).enumerate() {
+        assert!(
+            c.iter().all(|b| *b == (i % 251) as u8),
+            "chunk {i} corrupted"
+        );
+    }
+}
+
+const CHUNK: usize = 64 * 1024;
+
+/// A request body of `count` 64 KiB chunks, chunk `i` filled with `i % 251`, made
+/// one at a time as the body is polled.
+struct Chunks {
+    next: usize,
+    count: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.next == self.count {
+            return std::task::Poll::Ready(None);
+        }
+        let chunk = Bytes::from(vec![(self.next % 251) as u8; CHUNK]);
+        self.next += 1;
+        std::task::Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
+#[tokio::test]
+async fn upgrade_is_passed_through() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = TcpStream::connect(p.handle.local_addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_until(&mut s, b"\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let msg = b"ping over the upgraded connection";
+    s.write_all(msg).await.unwrap();
+    let mut buf = vec![0; msg.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, msg);
+}
+
+async fn read_until(s: &mut TcpStream, end: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    while !out.ends_with(end) {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n == 1,
+            "connection closed after {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.push(byte[0]);
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn reuses_keep_alive_connections_to_endpoints() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let c = client();
+    for _ in 0..20 {
+        assert_eq!(get(&c, &p.url("/")).await.0, 200);
+    }
+    // Responses without a body (HEAD) hand the connection back too.
+    for _ in 0..5 {
+        let status = c.head(p.url("/")).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 200);
+    }
+    assert_eq!(
+        a.accepted.load(Ordering::SeqCst),
+        1,
+        "one pooled connection serves sequential requests"
+    );
+}
+
+#[tokio::test]
+async fn endpoint_closing_its_connections_is_not_an_error() {
+    let a = backend_with("a", "v1", false).await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let c = client();
+    for _ in 0..10 {
+        let (status, who, _) = get(&c, &p.url("/")).await;
+        assert_eq!((status, who.as_str()), (200, "a"));
+    }
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 10);
+}
+
+// ---------------------------------------------------------------------------
+// TCP
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn tcp_passthrough_when_the_client_speaks_first() {
+    for protocol in [Protocol::Tcp, Protocol::Auto] {
+        let echo = tcp_echo(None).await;
+        let p = start_proxy(protocol, vec![ep(&echo, "v1")]).await;
+        let mut s = TcpStream::connect(p.handle.local_addr).await.unwrap();
+        // Redis-like, not HTTP.
+        s.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+        let mut buf = [0u8; 14];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf, b"*1\r\n$4\r\nPING\r\n", "{protocol:?}");
+        let text = p.metrics.render();
+        let series =
+            r#"ferry_service_connections_total{namespace="shop",service="web",version="v1"}"#;
+        assert_eq!(sample(&text, series), Some(1.0), "{protocol:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn tcp_passthrough_when_the_server_speaks_first() {
+    let smtp = tcp_echo(Some(b"220 ready\r\n")).await;
+    let p = start_proxy(Protocol::Auto, vec![ep(&smtp, "v1")]).await;
+    let start = Instant::now();
+    let mut s = TcpStream::connect(p.handle.local_addr).await.unwrap();
+    // The client waits for the banner and sends nothing (for well over 100 ms if
+    // the proxy waited for it).
+    let mut banner = [0u8; 11];
+    tokio::time::timeout(Duration::from_millis(1500), s.read_exact(&mut banner))
+        .await
+        .expect("banner within 1.5 s")
+        .unwrap();
+    assert_eq!(&banner, b"220 ready\r\n");
+    assert!(start.elapsed() >= proxy::SNIFF_TIMEOUT);
+    s.write_all(b"EHLO me\r\n").await.unwrap();
+    let mut echo = [0u8; 9];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(&echo, b"EHLO me\r\n");
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_listener() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let addr = p.handle.local_addr;
+    assert_eq!(get(&client(), &p.url("/")).await.0, 200);
+    p.handle.shutdown().await;
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_count_every_request_by_version_and_status_class() {
+    let (a, b) = (backend("a", "v1").await, backend("b", "v2").await);
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1"), ep(&b, "v2")]).await;
+    let c = client();
+    // Round-robin alternates v1, v2: each path is asked twice in a row, so each
+    // version sees it once.
+    let plan: &[(&str, usize)] = &[
+        ("/", 7),
+        ("/status/302", 2),
+        ("/status/404", 3),
+        ("/status/500", 4),
+    ];
+    for (path, n) in plan {
+        for _ in 0..2 * n {
+            c.get(p.url(path)).send().await.unwrap();
+        }
+    }
+    let text = p.metrics.render();
+    for v in ["v1", "v2"] {
+        for (code, n) in [("2xx", 7.0), ("3xx", 2.0), ("4xx", 3.0), ("5xx", 4.0)] {
+            assert_eq!(
+                sample(&text, &requests_series(v, code)),
+                Some(n),
+                "{v} {code}:\n{text}"
+            );
+        }
+        let count = format!(
+            r#"ferry_service_request_duration_seconds_count{{namespace="shop",service="web",version="{v}"}}"#
+        );
+        assert_eq!(sample(&text, &count), Some(16.0), "{text}");
+        let inf = format!(
+            r#"ferry_service_request_duration_seconds_bucket{{namespace="shop",service="web",version="{v}",le="+Inf"}}"#
+        );
+        assert_eq!(sample(&text, &inf), Some(16.0), "{text}");
+    }
+    for family in [
+        "ferry_service_requests_total counter",
+        "ferry_service_request_duration_seconds histogram",
+        "ferry_service_connections_total counter",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family}\n")), "{text}");
+    }
+}
+
+/// Serves `Metrics::render()` over HTTP for a scraper.
+async fn metrics_server(metrics: Arc<Metrics>) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                    let body = metrics.render();
+                    async move {
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", Metrics::CONTENT_TYPE)
+                                .body(Full::new(Bytes::from(body)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        task,
+        accepted: Arc::default(),
+    }
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Kills and reaps the child on drop, so a failing test leaves no Prometheus.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_metrics_and_computes_the_success_rate() {
+    let prometheus = find_on_path("prometheus").expect(
+        "`prometheus` is not installed: this test runs Debian's Prometheus against the proxy's \
+         metrics; install it with `apt-get install -y prometheus` (CI's .ci/run must install it)",
+    );
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let exporter = metrics_server(p.metrics.clone()).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let web = dead_addr().await; // a free port for Prometheus' own API
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+             - job_name: ferry\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("prometheus.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let _prom = KillOnDrop(
+        std::process::Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+
+    // Traffic: batches of 20 requests, one of them a 500 (95 % success), until told
+    // to stop or 60 s pass.
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (stop, url_ok, url_err) = (stop.clone(), p.url("/"), p.url("/status/500"));
+        tokio::spawn(async move {
+            let c = client();
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                for i in 0..20 {
+                    let url = if i == 19 { &url_err } else { &url_ok };
+                    c.get(url).send().await.unwrap().bytes().await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    let query = r#"sum(rate(ferry_service_requests_total{code="2xx",version="v1"}[30s])) / sum(rate(ferry_service_requests_total{version="v1"}[30s]))"#;
+    let url = format!("http://{web}/api/v1/query?query={}", percent_encode(query));
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut last = String::from("no answer yet");
+    let rate = loop {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus gave no success rate near 0.95 within 40 s; last answer: {last}\nlog:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Ok(resp) = c.get(&url).send().await else {
+            continue;
+        };
+        let Ok(body) = resp.text().await else {
+            continue;
+        };
+        last = body.clone();
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let value = json["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = value
+            && (v - 0.95).abs() < 0.02
+        {
+            break v;
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.unwrap();
+    assert!((rate - 0.95).abs() < 0.02, "{rate}");
+}
