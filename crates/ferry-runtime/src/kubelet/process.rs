@@ -310,6 +310,13 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(pgid, pid, "the process leads its own group");
+        // Terminate only once the shell has written its line, or the signal may beat it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(&log).unwrap_or_default().trim() != "hello world"
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let exit = p.terminate(Duration::from_secs(5)).await;
         assert_eq!(exit.code, 143);
         assert_eq!(exit.signal, Some(15));
