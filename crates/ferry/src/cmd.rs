@@ -1,8 +1,20 @@
 //! One module per top-level command.
 
+pub mod apply;
 pub mod bench;
+pub mod bench_runtime;
+pub mod delete;
+pub mod describe;
 pub mod diff;
+pub mod down;
+pub mod events;
+pub mod get;
 pub mod health;
 pub mod image;
+pub mod logs;
 pub mod render;
+pub mod rollout;
+pub mod scale;
+pub mod serve;
+pub mod traffic;
 pub mod validate;

@@ -1,6 +1,7 @@
 //! The `ferry` binary: the CLI over ferry's crates. Thin: parse arguments, call the
 //! libraries, print, and map errors to exit codes.
 
+mod client;
 mod cmd;
 mod home;
 mod output;
@@ -33,6 +34,30 @@ enum Command {
     /// Build, push, pull and list OCI images without a container daemon.
     #[command(subcommand)]
     Image(cmd::image::ImageCmd),
+    /// Run the daemon: the embedded runtime and its HTTP API.
+    Serve(cmd::serve::ServeArgs),
+    /// Apply manifests to the runtime (server-side apply).
+    Apply(cmd::apply::ApplyArgs),
+    /// List runtime objects in kubectl's tables, or as JSON/YAML.
+    Get(cmd::get::GetArgs),
+    /// Show one object in detail, with its health and events.
+    Describe(cmd::describe::DescribeArgs),
+    /// Print a container's logs.
+    Logs(cmd::logs::LogsArgs),
+    /// List events.
+    Events(cmd::events::EventsArgs),
+    /// Delete runtime objects (dependents too, unless --cascade=orphan).
+    Delete(cmd::delete::DeleteArgs),
+    /// Set the replicas of a Deployment.
+    Scale(cmd::scale::ScaleArgs),
+    /// Rollouts of a Deployment: status, restart, undo, history.
+    #[command(subcommand)]
+    Rollout(cmd::rollout::RolloutCmd),
+    /// Traffic weights of a Service between versions.
+    #[command(subcommand)]
+    Traffic(cmd::traffic::TrafficCmd),
+    /// Stop every workload, then the daemon.
+    Down(cmd::down::DownArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +69,17 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Image(c) => cmd::image::run(c),
         Command::Bench(c) => cmd::bench::run(c),
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Apply(a) => client::exit_code(cmd::apply::run(a)),
+        Command::Get(a) => client::exit_code(cmd::get::run(a)),
+        Command::Describe(a) => client::exit_code(cmd::describe::run(a)),
+        Command::Logs(a) => client::exit_code(cmd::logs::run(a)),
+        Command::Events(a) => client::exit_code(cmd::events::run(a)),
+        Command::Delete(a) => client::exit_code(cmd::delete::run(a)),
+        Command::Scale(a) => client::exit_code(cmd::scale::run(a)),
+        Command::Rollout(c) => client::exit_code(cmd::rollout::run(c)),
+        Command::Traffic(c) => client::exit_code(cmd::traffic::run(c)),
+        Command::Down(a) => client::exit_code(cmd::down::run(a)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -20,6 +20,8 @@ pub enum BenchCmd {
     Render(RenderBench),
     /// Parse, normalise + diff, and judge the health of generated live objects.
     Core(CoreBench),
+    /// Embedded runtime: apply → Ready latency, and memory with many pods and Services.
+    Runtime(super::bench_runtime::RuntimeBench),
 }
 
 /// `ferry bench render`.
@@ -55,6 +57,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<u8> {
     match cmd {
         BenchCmd::Render(b) => render(b),
         BenchCmd::Core(b) => core(b),
+        BenchCmd::Runtime(b) => super::bench_runtime::run(b),
     }
 }
 

@@ -1,0 +1,212 @@
+//! The daemon's lifecycle: one per `FERRY_HOME` (an advisory lock on
+//! `daemon.lock`), its address in `daemon.json` for the CLI, the runtime started
+//! under it, and the way it ends — SIGTERM/SIGINT leave workloads running for the
+//! next daemon to re-adopt, `POST /api/v1/down` stops them first.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use ferry_runtime::{Runtime, RuntimeConfig};
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{AppState, router};
+use crate::error::Error;
+
+/// What `FERRY_HOME/daemon.json` records about the running daemon.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    /// `127.0.0.1:7171`: where the API listens.
+    pub addr: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// `FERRY_HOME/daemon.json`.
+pub fn info_path(home: &Path) -> PathBuf {
+    home.join("daemon.json")
+}
+
+/// `FERRY_HOME/daemon.lock`: held (flock) by the running daemon.
+pub fn lock_path(home: &Path) -> PathBuf {
+    home.join("daemon.lock")
+}
+
+/// Reads `daemon.json`, if there is a readable one.
+pub fn read_info(home: &Path) -> Option<DaemonInfo> {
+    let text = std::fs::read_to_string(info_path(home)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// How to run the daemon.
+#[derive(Clone, Debug)]
+pub struct DaemonOptions {
+    /// `FERRY_HOME`.
+    pub home: PathBuf,
+    /// Where to serve the API; port 0 picks a free one.
+    pub addr: SocketAddr,
+}
+
+/// Takes the daemon lock of `home`, or says who holds it.
+fn lock(home: &Path) -> Result<Flock<File>, Error> {
+    let path = lock_path(home);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io {
+            what: "opening",
+            path: path.clone(),
+            source,
+        })?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            let running = match read_info(home) {
+                Some(i) => format!("pid {}, listening on {}", i.pid, i.addr),
+                None => format!("it holds {}", path.display()),
+            };
+            Error::AlreadyRunning {
+                home: home.to_path_buf(),
+                running,
+            }
+        } else {
+            Error::Io {
+                what: "locking",
+                path,
+                source: std::io::Error::from(errno),
+            }
+        }
+    })
+}
+
+fn write_info(home: &Path, info: &DaemonInfo) -> Result<(), Error> {
+    let path = info_path(home);
+    let tmp = home.join(".daemon.json.tmp");
+    let body = serde_json::to_string_pretty(info).unwrap_or_default();
+    std::fs::write(&tmp, body + "\n")
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| Error::Io {
+            what: "writing",
+            path,
+            source,
+        })
+}
+
+/// Waits for SIGTERM or SIGINT.
+async fn terminated() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop the daemon with 'ferry down'");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Runs the daemon until a signal or `ferry down`: takes the lock, binds the API,
+/// starts the runtime (re-adopting the workloads of an earlier daemon), writes
+/// `daemon.json`, serves, and on the way out stops the runtime's loops (after a
+/// signal the workloads keep running) and removes `daemon.json`.
+pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
+    std::fs::create_dir_all(&opts.home).map_err(|source| Error::Io {
+        what: "creating",
+        path: opts.home.clone(),
+        source,
+    })?;
+    let _lock = lock(&opts.home)?;
+    let listener = TcpListener::bind(opts.addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: opts.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: opts.addr,
+        source,
+    })?;
+    let runtime = Runtime::start(RuntimeConfig::new(&opts.home)).await?;
+    let shutdown = CancellationToken::new();
+    let state = AppState::new(runtime.clone(), shutdown.clone());
+    let downed = state.downed.clone();
+    let info = DaemonInfo {
+        addr: addr.to_string(),
+        pid: std::process::id(),
+    };
+    write_info(&opts.home, &info)?;
+    tracing::info!(
+        "ferry daemon serving http://{addr} for FERRY_HOME {} (pid {})",
+        opts.home.display(),
+        info.pid
+    );
+
+    let signalled = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                sig = terminated() => {
+                    tracing::info!("{sig}: stopping the daemon; workloads keep running for the next 'ferry serve' to re-adopt");
+                    shutdown.cancel();
+                }
+                _ = shutdown.cancelled() => {}
+            }
+        })
+    };
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
+        .await;
+    shutdown.cancel();
+    let _ = signalled.await;
+    runtime.stop().await;
+    if downed.load(Ordering::SeqCst) {
+        tracing::info!("ferry down: every workload stopped; daemon exiting");
+    } else {
+        tracing::info!("runtime loops stopped; workloads still running");
+    }
+    if read_info(&opts.home).is_some_and(|i| i.pid == info.pid) {
+        let _ = std::fs::remove_file(info_path(&opts.home));
+    }
+    served.map_err(|source| Error::Io {
+        what: "serving on",
+        path: PathBuf::from(addr.to_string()),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_on_the_same_home_is_refused_with_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let _held = lock(dir.path()).unwrap();
+        write_info(
+            dir.path(),
+            &DaemonInfo {
+                addr: "127.0.0.1:9".into(),
+                pid: 42,
+            },
+        )
+        .unwrap();
+        let err = lock(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("already running") && err.contains("pid 42"),
+            "{err}"
+        );
+        drop(_held);
+        assert!(lock(dir.path()).is_ok());
+    }
+}

@@ -1,0 +1,386 @@
+//! The CLI's HTTP client to the daemon (`ferry serve`), and what the kubectl-like
+//! commands share: where the daemon is, namespaces, `KIND/NAME` arguments, ages.
+//!
+//! Where the daemon is: `--server URL` > `FERRY_SERVER` > `FERRY_HOME/daemon.json` >
+//! `http://127.0.0.1:7171`.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::Value;
+
+use crate::home;
+use crate::output::EXIT_FINDING;
+
+/// The default API address.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7171";
+
+/// `--server`, shared by every command that talks to the daemon.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// The daemon's URL (default: FERRY_SERVER, else FERRY_HOME/daemon.json, else http://127.0.0.1:7171).
+    #[arg(long, env = "FERRY_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+}
+
+/// `-n` / `-A`, shared by commands that look at namespaced objects.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NamespaceArgs {
+    /// Namespace (default: `default`).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long = "all-namespaces")]
+    pub all_namespaces: bool,
+}
+
+impl NamespaceArgs {
+    /// The namespace to use when one is needed.
+    pub fn ns(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+    }
+}
+
+/// An error the daemon answered with (`{"error": …, "code": N}`): the command ran
+/// and the daemon refused; exit code 1.
+#[derive(Debug)]
+pub struct ApiFailure {
+    /// HTTP status.
+    pub code: u16,
+    /// The daemon's message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// Maps an [`ApiFailure`] to exit code 1 (message on stderr); other errors stay errors (exit 2).
+pub fn exit_code(result: anyhow::Result<u8>) -> anyhow::Result<u8> {
+    match result {
+        Err(e) => match e.downcast_ref::<ApiFailure>() {
+            Some(f) => {
+                eprintln!("error: {}", f.message);
+                Ok(EXIT_FINDING)
+            }
+            None => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// A connection to the daemon, with its own small async runtime.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+/// Where the daemon is, by precedence.
+pub fn server_url(flag: Option<&str>) -> String {
+    let raw = flag
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+        .or_else(|| ferry_server::daemon::read_info(&home::ferry_home()).map(|i| i.addr))
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
+    let with_scheme = if raw.starts_with("http://") || raw.starts_with("https://") {
+        raw
+    } else {
+        format!("http://{raw}")
+    };
+    with_scheme.trim_end_matches('/').to_string()
+}
+
+/// Percent-encodes a query value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// A client for the daemon `server` names (see [`server_url`]).
+    pub fn new(server: &ServerArgs) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Self {
+            base: server_url(server.server.as_deref()),
+            http,
+            rt,
+        })
+    }
+
+    /// The daemon's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(next) = cause.source() {
+            cause = next;
+        }
+        anyhow::anyhow!(
+            "cannot reach the ferry daemon at {}: {cause} — start it with 'ferry serve'",
+            self.base
+        )
+    }
+
+    async fn send_async(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(String, &str)>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((b, ct)) = body {
+            req = req.header("content-type", ct).body(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                self.unreachable(&e)
+            } else {
+                e.into()
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let code = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| format!("the daemon answered {code}: {}", text.trim()));
+        Err(ApiFailure { code, message }.into())
+    }
+
+    /// Sends a request and reads the JSON answer.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(String, &str)>,
+    ) -> anyhow::Result<Value> {
+        self.rt.block_on(async {
+            let resp = self.send_async(method, path, body).await?;
+            let text = resp.text().await.context("reading the daemon's answer")?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("the daemon's answer to {path} is not JSON"))
+        })
+    }
+
+    /// `GET path` as JSON.
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::GET, path, None)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some((body.to_string(), "application/json")),
+        )
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.request(
+            reqwest::Method::PUT,
+            path,
+            Some((body.to_string(), "application/json")),
+        )
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.request(reqwest::Method::DELETE, path, None)
+    }
+
+    /// Streams `GET path`, handing each chunk to `f` until the daemon ends the stream
+    /// or `f` returns `false`.
+    pub fn stream(
+        &self,
+        path: &str,
+        mut f: impl FnMut(&[u8]) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        self.rt.block_on(async {
+            let mut resp = self.send_async(reqwest::Method::GET, path, None).await?;
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .context("reading the stream from the daemon")?
+            {
+                if !f(&chunk)? {
+                    break;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Streams newline-delimited JSON from `GET path`, one value at a time.
+    pub fn stream_lines(
+        &self,
+        path: &str,
+        mut f: impl FnMut(Value) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let mut buf: Vec<u8> = Vec::new();
+        self.stream(path, |chunk| {
+            buf.extend_from_slice(chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let v: Value = serde_json::from_slice(&line)
+                    .context("the daemon sent a line that is not JSON")?;
+                if !f(v)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Whether the daemon answers `/healthz`.
+    pub fn alive(&self) -> bool {
+        self.rt.block_on(async {
+            self.http
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+                .is_ok()
+        })
+    }
+}
+
+/// The URL path of one object: `/api/v1/namespaces/NS/KIND/NAME`.
+pub fn object_path(ns: &str, kind: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{}/{}/{}", enc(ns), enc(kind), enc(name))
+}
+
+/// Splits `KIND/NAME`, or takes `arg` as a name of `default_kind`.
+pub fn target(arg: &str, default_kind: Option<&str>) -> anyhow::Result<(String, String)> {
+    match arg.split_once('/') {
+        Some((k, n)) if !k.is_empty() && !n.is_empty() => Ok((k.to_string(), n.to_string())),
+        Some(_) => anyhow::bail!("{arg:?}: give KIND/NAME, e.g. deploy/web"),
+        None => match default_kind {
+            Some(k) => Ok((k.to_string(), arg.to_string())),
+            None => anyhow::bail!("{arg:?}: give KIND/NAME, e.g. deploy/web"),
+        },
+    }
+}
+
+/// kubectl's name for an object: `deployment.apps/web`.
+pub fn resource_name(obj: &Value) -> String {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let api = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (group, _) = ferry_core::object::split_api_version(api);
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    ferry_server::kinds::resource_name(kind, group, name)
+}
+
+/// kubectl's human age of a duration: `45s`, `3m12s`, `2h5m`, `3d4h`, `400d`.
+pub fn human_age(d: Duration) -> String {
+    let s = d.as_secs();
+    let (m, h, days) = (s / 60, s / 3600, s / 86400);
+    if s < 120 {
+        format!("{s}s")
+    } else if m < 10 {
+        format!("{m}m{}s", s % 60)
+    } else if m < 180 {
+        format!("{m}m")
+    } else if h < 8 {
+        format!("{h}h{}m", m % 60)
+    } else if h < 48 {
+        format!("{h}h")
+    } else if h < 192 {
+        format!("{days}d{}h", h % 24)
+    } else if days < 730 {
+        format!("{days}d")
+    } else {
+        format!("{}y{}d", days / 365, days % 365)
+    }
+}
+
+/// The age of an RFC 3339 timestamp, or `<unknown>`.
+pub fn age_of(ts: Option<&str>) -> String {
+    ts.and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+        .map(|t| human_age(SystemTime::now().duration_since(t).unwrap_or_default()))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+/// A string at a JSON pointer, or empty.
+pub fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// An integer at a JSON pointer, or 0.
+pub fn i(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        assert_eq!(human_age(Duration::from_secs(5)), "5s");
+        assert_eq!(human_age(Duration::from_secs(119)), "119s");
+        assert_eq!(human_age(Duration::from_secs(192)), "3m12s");
+        assert_eq!(human_age(Duration::from_secs(3600)), "60m");
+        assert_eq!(human_age(Duration::from_secs(4 * 3600 + 120)), "4h2m");
+        assert_eq!(human_age(Duration::from_secs(3 * 86400 + 3600)), "3d1h");
+    }
+
+    #[test]
+    fn targets_split_kind_and_name() {
+        assert_eq!(
+            target("deploy/web", None).unwrap(),
+            ("deploy".into(), "web".into())
+        );
+        assert_eq!(
+            target("web", Some("pod")).unwrap(),
+            ("pod".into(), "web".into())
+        );
+        assert!(target("web", None).is_err());
+        assert!(target("deploy/", None).is_err());
+    }
+
+    #[test]
+    fn the_flag_wins_and_schemes_are_added() {
+        assert_eq!(server_url(Some("127.0.0.1:9")), "http://127.0.0.1:9");
+        assert_eq!(server_url(Some("http://h:1/")), "http://h:1");
+    }
+}
