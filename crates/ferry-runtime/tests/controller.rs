@@ -111,6 +111,11 @@ fn deployment_creates_replicaset_and_pods_and_becomes_available() {
     assert_eq!(d.value()["status"]["availableReplicas"], 3);
     assert_eq!(cond(&d, "Available")["status"], "True");
     assert_eq!(cond(&d, "Progressing")["reason"], "NewReplicaSetAvailable");
+    assert_eq!(
+        d.annotation(deployment::REVISION),
+        Some("1"),
+        "the revision is mirrored onto the Deployment"
+    );
 }
 
 #[test]

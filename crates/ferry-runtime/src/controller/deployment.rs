@@ -243,6 +243,17 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
             }
         }
     }
+    // Kubernetes mirrors the current revision onto the Deployment itself.
+    if let Some(rev) = new_rs.as_ref().map(revision).filter(|r| *r > 0)
+        && d.annotation(REVISION) != Some(rev.to_string().as_str())
+    {
+        cluster.patch_metadata(&d.key(), |meta| {
+            let ann = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(a) = ann.as_object_mut() {
+                a.insert(REVISION.into(), Value::String(rev.to_string()));
+            }
+        })?;
+    }
     write_status(
         cluster,
         d,
