@@ -78,6 +78,31 @@ pub struct ProcessRow {
     pub data: Value,
 }
 
+/// One GitOps application as the engine stores it: its spec and the state it keeps
+/// between restarts, each as JSON the engine owns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppRow {
+    /// The application's name.
+    pub name: String,
+    /// The Argo CD `Application` document as given (spec and metadata).
+    pub spec: Value,
+    /// The last computed status (`{}` until the first refresh).
+    pub status: Value,
+    /// Automated-sync bookkeeping: last synced commit, pause, retries (`{}` at first).
+    pub automation: Value,
+}
+
+/// The current (or last) sync operation of an application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationRow {
+    /// The application's name.
+    pub app: String,
+    /// `Running`, `Succeeded`, `Failed` or `Error`.
+    pub phase: String,
+    /// The whole operation state as JSON.
+    pub body: Value,
+}
+
 /// The state database.
 pub struct Db {
     path: String,
@@ -110,6 +135,24 @@ CREATE TABLE IF NOT EXISTS processes (
     start_ticks INTEGER NOT NULL,
     pod_uid TEXT NOT NULL,
     data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT '{}',
+    automation TEXT NOT NULL DEFAULT '{}',
+    history_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS app_history (
+    app TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (app, id)
+);
+CREATE TABLE IF NOT EXISTS app_operations (
+    app TEXT PRIMARY KEY,
+    phase TEXT NOT NULL,
+    body TEXT NOT NULL
 );
 ";
 
@@ -369,6 +412,245 @@ impl Db {
     }
 }
 
+/// Applications, their sync history and their current operation (the GitOps engine's
+/// state). Every write is one statement or one transaction.
+impl Db {
+    fn parse_json(&self, table: &'static str, id: &str, text: &str) -> Result<Value> {
+        serde_json::from_str(text).map_err(|source| Error::Corrupt {
+            path: self.path.clone(),
+            table,
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// Stores an application's spec, creating the row if needed (status, automation
+    /// state and history are kept). Returns whether the application is new.
+    pub fn put_app(&self, name: &str, spec: &Value) -> Result<bool> {
+        let conn = self.conn();
+        let existed: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM apps WHERE name = ?1)",
+                params![name],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        conn.execute(
+            "INSERT INTO apps(name, spec) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET spec = excluded.spec",
+            params![name, spec.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(!existed)
+    }
+
+    /// Stores an application's last status; a no-op for an unknown application.
+    pub fn set_app_status(&self, name: &str, status: &Value) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE apps SET status = ?2 WHERE name = ?1",
+                params![name, status.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores an application's automated-sync bookkeeping; a no-op for an unknown one.
+    pub fn set_app_automation(&self, name: &str, automation: &Value) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE apps SET automation = ?2 WHERE name = ?1",
+                params![name, automation.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    fn app_from_row(&self, (name, spec, status, automation): (String, String, String, String)) -> Result<AppRow> {
+        Ok(AppRow {
+            spec: self.parse_json("apps", &name, &spec)?,
+            status: self.parse_json("apps", &name, &status)?,
+            automation: self.parse_json("apps", &name, &automation)?,
+            name,
+        })
+    }
+
+    /// One application.
+    pub fn app(&self, name: &str) -> Result<Option<AppRow>> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT name, spec, status, automation FROM apps WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|r| self.app_from_row(r)).transpose()
+    }
+
+    /// Every application, by name.
+    pub fn apps(&self) -> Result<Vec<AppRow>> {
+        let rows: Vec<(String, String, String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT name, spec, status, automation FROM apps ORDER BY name")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.err(e))?
+        };
+        rows.into_iter().map(|r| self.app_from_row(r)).collect()
+    }
+
+    /// Forgets an application with its history and operation. Returns whether it existed.
+    pub fn delete_app(&self, name: &str) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let n = tx
+            .execute("DELETE FROM apps WHERE name = ?1", params![name])
+            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM app_history WHERE app = ?1", params![name])
+            .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM app_operations WHERE app = ?1", params![name])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// An application's sync history as (id, entry), oldest first.
+    pub fn app_history(&self, app: &str) -> Result<Vec<(i64, Value)>> {
+        let rows: Vec<(i64, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT id, body FROM app_history WHERE app = ?1 ORDER BY id")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![app], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.err(e))?
+        };
+        rows.into_iter()
+            .map(|(id, body)| Ok((id, self.parse_json("app_history", &format!("{app}#{id}"), &body)?)))
+            .collect()
+    }
+
+    /// Stores an application's operation (the current one, replacing the last).
+    pub fn put_app_operation(&self, app: &str, phase: &str, body: &Value) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO app_operations(app, phase, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(app) DO UPDATE SET phase = excluded.phase, body = excluded.body",
+                params![app, phase, body.to_string()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Stores a finished operation and, in the same transaction, appends `history`
+    /// (when given) to the application's history with the next id, keeping the newest
+    /// `keep` entries. The entry is stored as given; its id is returned.
+    pub fn finish_app_operation(
+        &self,
+        app: &str,
+        phase: &str,
+        body: &Value,
+        history: Option<(&Value, usize)>,
+    ) -> Result<Option<i64>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO app_operations(app, phase, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(app) DO UPDATE SET phase = excluded.phase, body = excluded.body",
+            params![app, phase, body.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        let mut id = None;
+        if let Some((entry, keep)) = history {
+            let next = Self::next_history_id(&tx, app).map_err(|e| self.err(e))?;
+            tx.execute(
+                "INSERT INTO app_history(app, id, body) VALUES (?1, ?2, ?3)",
+                params![app, next, entry.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+            tx.execute(
+                "DELETE FROM app_history WHERE app = ?1 AND id <= ?2",
+                params![app, next.saturating_sub(keep)],
+            )
+            .map_err(|e| self.err(e))?;
+            id = Some(next);
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
+    /// The next history id of `app`: ids keep increasing even when old entries are
+    /// dropped (the counter lives in the `apps` row; the history's maximum is the floor).
+    fn next_history_id(tx: &rusqlite::Transaction<'_>, app: &str) -> rusqlite::Result<i64> {
+        let max: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM app_history WHERE app = ?1",
+            params![app],
+            |r| r.get(0),
+        )?;
+        let seq: Option<i64> = tx
+            .query_row(
+                "SELECT history_seq FROM apps WHERE name = ?1",
+                params![app],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let next = seq.unwrap_or(0).max(max) + 1;
+        tx.execute(
+            "UPDATE apps SET history_seq = ?2 WHERE name = ?1",
+            params![app, next],
+        )?;
+        Ok(next)
+    }
+
+    /// An application's current (or last) operation.
+    pub fn app_operation(&self, app: &str) -> Result<Option<OperationRow>> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT phase, body FROM app_operations WHERE app = ?1",
+                params![app],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        row.map(|(phase, body)| {
+            Ok(OperationRow {
+                app: app.to_string(),
+                phase,
+                body: self.parse_json("app_operations", app, &body)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every application's operation in `phase` (e.g. `Running`, to recover after a crash).
+    pub fn app_operations_in_phase(&self, phase: &str) -> Result<Vec<OperationRow>> {
+        let rows: Vec<(String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT app, body FROM app_operations WHERE phase = ?1 ORDER BY app")
+                .map_err(|e| self.err(e))?;
+            stmt.query_map(params![phase], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.err(e))?
+        };
+        rows.into_iter()
+            .map(|(app, body)| {
+                Ok(OperationRow {
+                    body: self.parse_json("app_operations", &app, &body)?,
+                    phase: phase.to_string(),
+                    app,
+                })
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +742,44 @@ mod tests {
         assert_eq!(db.processes().unwrap(), vec![row.clone()]);
         db.delete_process(&row.id).unwrap();
         assert!(db.processes().unwrap().is_empty());
+    }
+    #[test]
+    fn apps_history_and_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        {
+            let db = Db::open(&path).unwrap();
+            assert!(db.put_app("web", &json!({"spec": 1})).unwrap());
+            assert!(!db.put_app("web", &json!({"spec": 2})).unwrap());
+            db.set_app_status("web", &json!({"sync": "Synced"})).unwrap();
+            db.set_app_automation("web", &json!({"paused": true})).unwrap();
+            db.put_app_operation("web", "Running", &json!({"phase": "Running"}))
+                .unwrap();
+            for i in 0..4 {
+                let id = db
+                    .finish_app_operation("web", "Succeeded", &json!({}), Some((&json!({"n": i}), 3)))
+                    .unwrap();
+                assert_eq!(id, Some(i + 1));
+            }
+        }
+        let db = Db::open(&path).unwrap();
+        let app = db.app("web").unwrap().unwrap();
+        assert_eq!(app.spec, json!({"spec": 2}));
+        assert_eq!(app.status, json!({"sync": "Synced"}));
+        assert_eq!(app.automation, json!({"paused": true}));
+        let ids: Vec<i64> = db.app_history("web").unwrap().iter().map(|h| h.0).collect();
+        assert_eq!(ids, [2, 3, 4]);
+        assert_eq!(db.app_operation("web").unwrap().unwrap().phase, "Succeeded");
+        assert!(db.app_operations_in_phase("Running").unwrap().is_empty());
+        // Ids keep increasing after every entry was dropped.
+        let id = db
+            .finish_app_operation("web", "Succeeded", &json!({}), Some((&json!({}), 0)))
+            .unwrap();
+        assert_eq!(id, Some(5));
+        assert!(db.app_history("web").unwrap().is_empty());
+        assert!(db.delete_app("web").unwrap());
+        assert!(db.app("web").unwrap().is_none());
+        assert!(db.app_operation("web").unwrap().is_none());
+        assert!(!db.delete_app("web").unwrap());
     }
 }

@@ -1,0 +1,185 @@
+//! The controller loop: when each app is refreshed, and Argo CD's rules for automated
+//! sync, self-heal and their back-off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Refreshed, lock, short};
+use crate::error::{Error, Result};
+use crate::source::FetchMode;
+use crate::status::SyncCode;
+use crate::sync::SyncArgs;
+
+impl Engine {
+    /// The controller loop: refreshes every app on its reconciliation period (and at
+    /// once when asked), re-compares when the target changes, and runs automated
+    /// syncs, self-heal and retries. Returns when `shutdown` is cancelled; a sync still
+    /// running then is interrupted and recorded as such at the next start.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let target = self.target.clone();
+            let changed = target.changed();
+            let now = Instant::now();
+            let mut next = now + self.config.reconciliation;
+            let mut due = Vec::new();
+            {
+                let mut apps = lock(&self.apps);
+                for (name, e) in apps.iter_mut() {
+                    let s = &mut e.sched;
+                    if s.in_flight {
+                        continue;
+                    }
+                    let period = self.config.reconciliation + self.config.jitter_for(name);
+                    let fetch_at = s.last_fetch.map(|t| t + period);
+                    let compare_at = s
+                        .last_compare
+                        .map(|t| t + self.config.compare_interval)
+                        .unwrap_or(now);
+                    let mode = if let Some(m) = s.requested.take() {
+                        Some(m)
+                    } else if fetch_at.is_none_or(|t| t <= now) {
+                        Some(FetchMode::Fetch)
+                    } else if (s.live_changed && compare_at <= now)
+                        || s.next_self_heal.is_some_and(|t| t <= now)
+                    {
+                        Some(FetchMode::Mirror)
+                    } else {
+                        None
+                    };
+                    if let Some(t) = fetch_at {
+                        next = next.min(t);
+                    }
+                    if s.live_changed {
+                        next = next.min(compare_at);
+                    }
+                    if let Some(t) = s.next_self_heal {
+                        next = next.min(t);
+                    }
+                    if let Some(mode) = mode {
+                        s.in_flight = true;
+                        s.live_changed = false;
+                        if mode == FetchMode::Fetch {
+                            s.last_fetch = Some(now);
+                        }
+                        due.push((name.clone(), mode));
+                    }
+                }
+            }
+            for (name, mode) in due {
+                let this = self.clone();
+                tasks.spawn(async move {
+                    this.reconcile(&name, mode).await;
+                    let _ = this.with_app(&name, |e| e.sched.in_flight = false);
+                    this.wake.notify_one();
+                });
+            }
+            while tasks.try_join_next().is_some() {}
+            let next = next.max(now + Duration::from_millis(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = changed => {
+                    let mut apps = lock(&self.apps);
+                    for e in apps.values_mut() {
+                        e.sched.live_changed = true;
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {}
+            }
+        }
+        tasks.shutdown().await;
+    }
+
+    /// One controller pass over one app: refresh, then automated sync if due.
+    async fn reconcile(self: &Arc<Self>, name: &str, mode: FetchMode) {
+        match self.refresh_app(name, mode, false).await {
+            Ok(Some(r)) => {
+                if let Err(e) = self.auto_sync(name, r).await {
+                    tracing::warn!("app {name}: automated sync: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => tracing::warn!("app {name}: refresh: {e}"),
+        }
+    }
+
+    /// Argo CD's automated sync rules: one attempt per new commit (a failed commit is
+    /// not retried in a loop, beyond `retry`), self-heal with back-off, and no automated
+    /// sync while paused by a rollback.
+    async fn auto_sync(self: &Arc<Self>, name: &str, r: Refreshed) -> Result<()> {
+        let (spec, automation) = self.snapshot(name)?;
+        let Some(policy) = spec.sync_policy.as_ref().filter(|p| p.is_automated()) else {
+            return Ok(());
+        };
+        let auto = policy.automated.clone().unwrap_or_default();
+        if let Some(paused) = &automation.paused_at {
+            if *paused == r.revision {
+                return Ok(());
+            }
+            self.update_automation(name, |a| {
+                a.paused_at = None;
+                a.pause_reason = None;
+            })?;
+        }
+        if r.sync == SyncCode::Synced || !r.actionable {
+            self.with_app(name, |e| {
+                e.sched.self_heal_attempts = 0;
+                e.sched.next_self_heal = None;
+            })?;
+            return Ok(());
+        }
+        let new_commit = automation.attempted_revision.as_deref() != Some(r.revision.as_str());
+        let trigger = if new_commit {
+            "automated"
+        } else if automation.attempt_failed || !auto.self_heal {
+            return Ok(());
+        } else {
+            let now = Instant::now();
+            let backoff = self.config.self_heal_backoff;
+            let go = self.with_app(name, |e| {
+                let s = &mut e.sched;
+                match s.next_self_heal {
+                    None => {
+                        s.next_self_heal = Some(now + backoff.delay(s.self_heal_attempts + 1));
+                        false
+                    }
+                    Some(t) if t <= now => {
+                        s.self_heal_attempts += 1;
+                        s.next_self_heal = Some(now + backoff.delay(s.self_heal_attempts + 1));
+                        true
+                    }
+                    Some(_) => false,
+                }
+            })?;
+            if !go {
+                return Ok(());
+            }
+            "self-heal"
+        };
+        let op_free = self.with_app(name, |e| e.op_lock.try_lock().is_ok())?;
+        if !op_free {
+            return Ok(());
+        }
+        tracing::info!("app {name}: {trigger} sync to {}", short(&r.revision));
+        let args = SyncArgs {
+            revision: Some(r.revision.clone()),
+            source: None,
+            prune: auto.prune,
+            dry_run: false,
+            resources: Vec::new(),
+            trigger: trigger.into(),
+            automated: true,
+            username: String::new(),
+            fetch: FetchMode::Mirror,
+        };
+        match self.run_sync(name, args).await {
+            Ok(_) | Err(Error::Busy { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
