@@ -5,7 +5,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_core::{Object, ObjectKey};
@@ -54,8 +53,24 @@ print("listening on", os.environ["PORT"], flush=True)
 http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-/// Each test gets its own slice of host ports, so parallel kubelets never collide.
-static NEXT_RANGE: AtomicU16 = AtomicU16::new(0);
+/// Each test gets its own slice of host ports, so parallel kubelets never collide —
+/// also across processes (nextest runs each test in its own): a slice is held by an
+/// exclusive lock on a file named after it, for the test's lifetime.
+fn port_slot() -> (u16, std::fs::File) {
+    for n in 0..90u16 {
+        let path = std::env::temp_dir().join(format!("ferry-kubelet-test-ports-{n}.lock"));
+        let file = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        if file.try_lock().is_ok() {
+            return (21000 + n * 100, file);
+        }
+    }
+    panic!("no free port slice for a kubelet test");
+}
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -68,13 +83,13 @@ struct Env {
     run: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     marker: String,
+    _slot: std::fs::File,
 }
 
 impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
-        let n = NEXT_RANGE.fetch_add(1, Ordering::SeqCst);
-        let lo = 21000 + n * 100;
+        let (lo, slot) = port_slot();
         let mut config = RuntimeConfig::new(dir.path());
         config.backoff_base = Duration::from_millis(200);
         config.backoff_max = Duration::from_secs(1);
@@ -107,6 +122,7 @@ impl Env {
             run: None,
             shutdown: CancellationToken::new(),
             marker,
+            _slot: slot,
         }
     }
 

@@ -9,15 +9,24 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Daemon tests run one at a time, also across processes (nextest runs each test in
+/// its own): daemons on one machine hand out host ports from the same range.
+struct Serial(#[allow(dead_code)] std::fs::File);
 
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+fn serial() -> Serial {
+    let path = std::env::temp_dir().join("ferry-daemon-tests.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    Serial(file)
 }
 
 fn ferry_bin() -> PathBuf {
