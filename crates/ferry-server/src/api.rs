@@ -16,6 +16,7 @@
 //! | `GET\|PUT\|DELETE …/services/{name}/traffic` | traffic weights by pod-template hash |
 //! | `GET /api/v1/events?namespace=&object=Kind/name` | events as Kubernetes `Event` objects |
 //! | `POST /api/v1/down` | stop every workload, then the daemon |
+//! | `… /api/v1/apps …` | Argo CD Applications: see [`crate::apps`] |
 //! | `GET /metrics`, `GET /healthz` | Prometheus text, liveness |
 //!
 //! Kinds on the URL take kubectl's names (`pods`, `po`, `deploy`, `svc`, …) or a Kind
@@ -42,6 +43,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use ferry_core::object::is_namespaced;
 use ferry_core::{Object, ObjectKey};
+use ferry_engine::Engine;
 use ferry_runtime::Runtime;
 use ferry_runtime::cluster::{ApplyOptions, Cluster, Propagation, WatchEvent};
 use serde::Deserialize;
@@ -58,6 +60,8 @@ use crate::select;
 pub struct AppState {
     /// The embedded runtime.
     pub runtime: Arc<Runtime>,
+    /// The app controller (Argo CD Applications).
+    pub engine: Arc<Engine>,
     /// Cancelled when the daemon stops; ends streams.
     pub shutdown: CancellationToken,
     /// Set once `POST /api/v1/down` has stopped the workloads.
@@ -65,10 +69,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over `runtime`; cancelling `shutdown` ends every stream.
-    pub fn new(runtime: Arc<Runtime>, shutdown: CancellationToken) -> Self {
+    /// State over `runtime` and `engine`; cancelling `shutdown` ends every stream.
+    pub fn new(runtime: Arc<Runtime>, engine: Arc<Engine>, shutdown: CancellationToken) -> Self {
         Self {
             runtime,
+            engine,
             shutdown,
             downed: Arc::new(AtomicBool::new(false)),
         }
@@ -127,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/apply", post(apply))
         .route("/api/v1/down", post(down))
         .route("/api/v1/events", get(events))
+        .merge(crate::apps::routes())
         .route("/api/v1/namespaces", get(list_namespaces))
         .route(
             "/api/v1/namespaces/{name}",

@@ -6,8 +6,13 @@
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use ferry_engine::{Engine, EngineConfig};
+use ferry_git::RepoCache;
+use ferry_runtime::target::LocalTarget;
 use ferry_runtime::{Runtime, RuntimeConfig};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -49,6 +54,8 @@ pub struct DaemonOptions {
     pub home: PathBuf,
     /// Where to serve the API; port 0 picks a free one.
     pub addr: SocketAddr,
+    /// How often apps' repositories are fetched (default: Argo's 120 s).
+    pub reconciliation: Option<Duration>,
 }
 
 /// Takes the daemon lock of `home`, or says who holds it.
@@ -113,17 +120,47 @@ async fn terminated() -> &'static str {
     }
 }
 
-/// Runs the daemon until a signal or `ferry down`: takes the lock, binds the API,
-/// starts the runtime (re-adopting the workloads of an earlier daemon), writes
-/// `daemon.json`, serves, and on the way out stops the runtime's loops (after a
-/// signal the workloads keep running) and removes `daemon.json`.
-pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
+/// A started daemon: the lock held, the API bound, the runtime and the engine
+/// running, `daemon.json` written. [`Daemon::serve`] serves until a signal or
+/// `ferry down`; `ferry up` uses the parts in between.
+pub struct Daemon {
+    /// The embedded runtime.
+    pub runtime: Arc<Runtime>,
+    /// The app controller.
+    pub engine: Arc<Engine>,
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// Cancel to stop the daemon (as a signal does: workloads keep running).
+    pub shutdown: CancellationToken,
+    home: PathBuf,
+    listener: TcpListener,
+    state: AppState,
+    info: DaemonInfo,
+    engine_task: tokio::task::JoinHandle<()>,
+    _lock: Flock<File>,
+}
+
+/// The engine's timing for a daemon: Argo's defaults, with `reconciliation` when
+/// given (and then a jitter of at most half of it, so a short interval stays short).
+pub fn engine_config(reconciliation: Option<Duration>) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    if let Some(r) = reconciliation {
+        config.reconciliation = r;
+        config.jitter = config.jitter.min(r / 2);
+    }
+    config
+}
+
+/// Starts the daemon: takes the lock, binds the API, starts the runtime (re-adopting
+/// the workloads of an earlier daemon) and the engine over it, and writes
+/// `daemon.json`.
+pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
     std::fs::create_dir_all(&opts.home).map_err(|source| Error::Io {
         what: "creating",
         path: opts.home.clone(),
         source,
     })?;
-    let _lock = lock(&opts.home)?;
+    let lock = lock(&opts.home)?;
     let listener = TcpListener::bind(opts.addr)
         .await
         .map_err(|source| Error::Bind {
@@ -136,8 +173,25 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
     })?;
     let runtime = Runtime::start(RuntimeConfig::new(&opts.home)).await?;
     let shutdown = CancellationToken::new();
-    let state = AppState::new(runtime.clone(), shutdown.clone());
-    let downed = state.downed.clone();
+    let db = match runtime.cluster.db() {
+        Some(db) => db.clone(),
+        None => Arc::new(
+            ferry_store::Db::open(&runtime.config.db_path()).map_err(ferry_engine::Error::from)?,
+        ),
+    };
+    let target = Arc::new(LocalTarget::new(runtime.clone()));
+    let repos = Arc::new(RepoCache::new(opts.home.join("repos")));
+    let engine = Arc::new(Engine::new(
+        db,
+        target,
+        repos,
+        engine_config(opts.reconciliation),
+    )?);
+    for (url, entry) in crate::repos::load(&opts.home)? {
+        engine.set_repo_credentials(&url, entry.into());
+    }
+    let engine_task = tokio::spawn(engine.clone().run(shutdown.clone()));
+    let state = AppState::new(runtime.clone(), engine.clone(), shutdown.clone());
     let info = DaemonInfo {
         addr: addr.to_string(),
         pid: std::process::id(),
@@ -148,41 +202,83 @@ pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
         opts.home.display(),
         info.pid
     );
-
-    let signalled = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                sig = terminated() => {
-                    tracing::info!("{sig}: stopping the daemon; workloads keep running for the next 'ferry serve' to re-adopt");
-                    shutdown.cancel();
-                }
-                _ = shutdown.cancelled() => {}
-            }
-        })
-    };
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        })
-        .await;
-    shutdown.cancel();
-    let _ = signalled.await;
-    runtime.stop().await;
-    if downed.load(Ordering::SeqCst) {
-        tracing::info!("ferry down: every workload stopped; daemon exiting");
-    } else {
-        tracing::info!("runtime loops stopped; workloads still running");
-    }
-    if read_info(&opts.home).is_some_and(|i| i.pid == info.pid) {
-        let _ = std::fs::remove_file(info_path(&opts.home));
-    }
-    served.map_err(|source| Error::Io {
-        what: "serving on",
-        path: PathBuf::from(addr.to_string()),
-        source,
+    Ok(Daemon {
+        runtime,
+        engine,
+        addr,
+        shutdown,
+        home: opts.home,
+        listener,
+        state,
+        info,
+        engine_task,
+        _lock: lock,
     })
+}
+
+impl Daemon {
+    /// Whether `POST /api/v1/down` has stopped the workloads.
+    pub fn downed(&self) -> Arc<AtomicBool> {
+        self.state.downed.clone()
+    }
+
+    /// Serves until a signal or `ferry down`, then stops the engine and the runtime's
+    /// loops (after a signal the workloads keep running) and removes `daemon.json`.
+    pub async fn serve(self) -> Result<(), Error> {
+        let Daemon {
+            runtime,
+            addr,
+            shutdown,
+            home,
+            listener,
+            state,
+            info,
+            engine_task,
+            _lock,
+            ..
+        } = self;
+        let downed = state.downed.clone();
+        let signalled = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    sig = terminated() => {
+                        tracing::info!("{sig}: stopping the daemon; workloads keep running for the next 'ferry serve' to re-adopt");
+                        shutdown.cancel();
+                    }
+                    _ = shutdown.cancelled() => {}
+                }
+            })
+        };
+        let served = axum::serve(listener, router(state))
+            .with_graceful_shutdown({
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            })
+            .await;
+        shutdown.cancel();
+        let _ = signalled.await;
+        let _ = engine_task.await;
+        runtime.stop().await;
+        if downed.load(Ordering::SeqCst) {
+            tracing::info!("ferry down: every workload stopped; daemon exiting");
+        } else {
+            tracing::info!("runtime loops stopped; workloads still running");
+        }
+        if read_info(&home).is_some_and(|i| i.pid == info.pid) {
+            let _ = std::fs::remove_file(info_path(&home));
+        }
+        served.map_err(|source| Error::Io {
+            what: "serving on",
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })
+    }
+}
+
+/// Runs the daemon until a signal or `ferry down`: [`start`], then [`Daemon::serve`].
+pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
+    start(opts).await?.serve().await
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum Error {
     /// The runtime failed to start.
     #[error("starting the runtime: {0}")]
     Runtime(#[from] ferry_runtime::Error),
+    /// The app controller failed to start.
+    #[error("starting the app controller: {0}")]
+    Engine(#[from] ferry_engine::Error),
 }
 
 /// An API error: an HTTP status and a message that names the object and says what to do.

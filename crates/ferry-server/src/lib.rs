@@ -1,15 +1,18 @@
 //! ferry's daemon (`ferry serve`): the JSON HTTP API under `/api/v1` over the
 //! embedded runtime — apply, get/list/watch, delete, scale, rollouts, logs, events,
-//! traffic weights, `down` — plus `/metrics` and `/healthz`, and the daemon's own
-//! lifecycle (one daemon per `FERRY_HOME`, `daemon.json`, signals).
+//! traffic weights, `down`, and the apps the engine runs (`/api/v1/apps`) — plus
+//! `/metrics` and `/healthz`, and the daemon's own lifecycle (one daemon per
+//! `FERRY_HOME`, `daemon.json`, signals).
 
 pub mod api;
+pub mod apps;
 pub mod daemon;
 pub mod error;
 pub mod kinds;
+pub mod repos;
 pub mod rollout;
 pub mod select;
 
 pub use api::{AppState, router};
-pub use daemon::{DaemonInfo, DaemonOptions, run};
+pub use daemon::{Daemon, DaemonInfo, DaemonOptions, run, start};
 pub use error::{ApiError, Error};

@@ -466,7 +466,10 @@ impl Db {
             .map_err(|e| self.err(e))
     }
 
-    fn app_from_row(&self, (name, spec, status, automation): (String, String, String, String)) -> Result<AppRow> {
+    fn app_from_row(
+        &self,
+        (name, spec, status, automation): (String, String, String, String),
+    ) -> Result<AppRow> {
         Ok(AppRow {
             spec: self.parse_json("apps", &name, &spec)?,
             status: self.parse_json("apps", &name, &status)?,
@@ -530,7 +533,12 @@ impl Db {
                 .map_err(|e| self.err(e))?
         };
         rows.into_iter()
-            .map(|(id, body)| Ok((id, self.parse_json("app_history", &format!("{app}#{id}"), &body)?)))
+            .map(|(id, body)| {
+                Ok((
+                    id,
+                    self.parse_json("app_history", &format!("{app}#{id}"), &body)?,
+                ))
+            })
             .collect()
     }
 
@@ -751,13 +759,20 @@ mod tests {
             let db = Db::open(&path).unwrap();
             assert!(db.put_app("web", &json!({"spec": 1})).unwrap());
             assert!(!db.put_app("web", &json!({"spec": 2})).unwrap());
-            db.set_app_status("web", &json!({"sync": "Synced"})).unwrap();
-            db.set_app_automation("web", &json!({"paused": true})).unwrap();
+            db.set_app_status("web", &json!({"sync": "Synced"}))
+                .unwrap();
+            db.set_app_automation("web", &json!({"paused": true}))
+                .unwrap();
             db.put_app_operation("web", "Running", &json!({"phase": "Running"}))
                 .unwrap();
             for i in 0..4 {
                 let id = db
-                    .finish_app_operation("web", "Succeeded", &json!({}), Some((&json!({"n": i}), 3)))
+                    .finish_app_operation(
+                        "web",
+                        "Succeeded",
+                        &json!({}),
+                        Some((&json!({"n": i}), 3)),
+                    )
                     .unwrap();
                 assert_eq!(id, Some(i + 1));
             }

@@ -1,5 +1,6 @@
 //! One module per top-level command.
 
+pub mod app;
 pub mod apply;
 pub mod bench;
 pub mod bench_runtime;
@@ -13,8 +14,10 @@ pub mod health;
 pub mod image;
 pub mod logs;
 pub mod render;
+pub mod repo;
 pub mod rollout;
 pub mod scale;
 pub mod serve;
 pub mod traffic;
+pub mod up;
 pub mod validate;

@@ -34,6 +34,14 @@ enum Command {
     /// Build, push, pull and list OCI images without a container daemon.
     #[command(subcommand)]
     Image(cmd::image::ImageCmd),
+    /// Manage applications (Argo CD Applications): create, list, get, diff, sync, wait, history, rollback.
+    #[command(subcommand)]
+    App(cmd::app::AppCmd),
+    /// Credentials for private Git repositories: add, list, rm.
+    #[command(subcommand)]
+    Repo(cmd::repo::RepoCmd),
+    /// Start ferry and the app a directory declares (e.g. `ferry up examples/quickstart`).
+    Up(cmd::up::UpArgs),
     /// Run the daemon: the embedded runtime and its HTTP API.
     Serve(cmd::serve::ServeArgs),
     /// Apply manifests to the runtime (server-side apply).
@@ -70,6 +78,9 @@ fn main() -> ExitCode {
         Command::Image(c) => cmd::image::run(c),
         Command::Bench(c) => cmd::bench::run(c),
         Command::Serve(a) => cmd::serve::run(a),
+        Command::Up(a) => cmd::up::run(a),
+        Command::Repo(c) => cmd::repo::run(c),
+        Command::App(c) => client::exit_code(cmd::app::run(c)),
         Command::Apply(a) => client::exit_code(cmd::apply::run(a)),
         Command::Get(a) => client::exit_code(cmd::get::run(a)),
         Command::Describe(a) => client::exit_code(cmd::describe::run(a)),

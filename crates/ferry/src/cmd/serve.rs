@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Address for the API; port 0 picks a free one (written to FERRY_HOME/daemon.json).
     #[arg(long, default_value = "127.0.0.1:7171", value_name = "HOST:PORT")]
     pub addr: SocketAddr,
+    /// How often each app's repository is fetched (Argo's `timeout.reconciliation`);
+    /// a commit is also picked up at once by `ferry app refresh`.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub reconciliation: Duration,
 }
 
 /// Runs `ferry serve` until a signal or `ferry down`.
@@ -37,6 +41,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
     let opts = ferry_server::DaemonOptions {
         home: home::ferry_home(),
         addr: args.addr,
+        reconciliation: Some(args.reconciliation),
     };
     let result = rt.block_on(ferry_server::run(opts));
     rt.shutdown_timeout(Duration::from_secs(5));
