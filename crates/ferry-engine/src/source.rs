@@ -62,6 +62,10 @@ pub(crate) struct Sources {
     repos: Arc<RepoCache>,
     credentials: Mutex<HashMap<String, Credentials>>,
     renders: Mutex<RenderCache>,
+    /// Per repository: when the last successful fetch started. A refresh asked for
+    /// before that moment is answered by that fetch, so a thousand apps from one repo
+    /// refreshed together cost one fetch, not a thousand.
+    fetches: Mutex<HashMap<String, Arc<Mutex<Option<std::time::Instant>>>>>,
 }
 
 /// Renders by (repository, commit, path, options), oldest dropped first.
@@ -79,6 +83,8 @@ struct Job {
     revision: String,
     fetch: FetchMode,
     opts: RenderOptions,
+    /// When the refresh was asked for.
+    asked: std::time::Instant,
 }
 
 impl Sources {
@@ -87,6 +93,7 @@ impl Sources {
             repos,
             credentials: Mutex::new(HashMap::new()),
             renders: Mutex::new(RenderCache::default()),
+            fetches: Mutex::new(HashMap::new()),
         }
     }
 
@@ -157,6 +164,7 @@ impl Sources {
                 revision: rev,
                 fetch,
                 opts,
+                asked: std::time::Instant::now(),
             };
             let this = self.clone();
             let (commit, rendered, unreachable) =
@@ -196,9 +204,23 @@ impl Sources {
         let url = job.source.repo_url.as_str();
         let mut unreachable = None;
         let mut fetched = false;
+        let last_fetch = lock(&self.fetches)
+            .entry(url.to_string())
+            .or_default()
+            .clone();
         let fetch = |unreachable: &mut Option<String>| -> Result<(), SourceError> {
+            // One fetch per repository at a time; skip it when one that started after
+            // this refresh was asked for has already brought everything it could.
+            let mut last = lock(&last_fetch);
+            if last.is_some_and(|t| t >= job.asked) {
+                return Ok(());
+            }
+            let started = std::time::Instant::now();
             match job.repos.fetch(url, job.creds.as_ref()) {
-                Ok(_) => Ok(()),
+                Ok(_) => {
+                    *last = Some(started);
+                    Ok(())
+                }
                 Err(
                     e @ (ferry_git::Error::Unreachable { .. } | ferry_git::Error::Fetch { .. }),
                 ) => {

@@ -7,12 +7,15 @@
 //!
 //! - HTTP/1.1 and HTTP/2 (h2c prior knowledge) on the same listener, reverse-proxied
 //!   over pooled keep-alive HTTP/1.1 connections to the endpoints, bodies streamed both
-//!   ways, `Upgrade` (WebSocket) passed through.
+//!   ways, `Upgrade` (WebSocket) passed through. HTTP/1.x takes a hand-written fast
+//!   path (`h1`); HTTP/2, `Upgrade` and `CONNECT` take the general one on hyper
+//!   (`http`).
 //! - TCP passthrough for everything else; [`Protocol::Auto`] sniffs the first bytes.
 //! - Every request is counted in [`Metrics`] by namespace, service, version
 //!   (pod-template hash) and status class, with a latency histogram.
 
 mod backends;
+mod h1;
 mod http;
 mod metrics;
 mod pool;
@@ -112,6 +115,9 @@ struct Shared {
     service: ServiceId,
     backends: Arc<Backends>,
     metrics: Arc<metrics::ServiceMetrics>,
+    /// HTTP/1.x: the hand-written fast path.
+    h1: h1::FastPath,
+    /// HTTP/2, `Upgrade` and `CONNECT`: hyper.
     http: http::HttpProxy,
 }
 
@@ -130,6 +136,7 @@ pub async fn serve(
         .expect("a bound TCP listener has a local address");
     let service_metrics = metrics.service(&service.namespace, &service.name);
     let shared = Arc::new(Shared {
+        h1: h1::FastPath::new(&service, local_addr),
         http: http::HttpProxy::new(&service),
         service,
         backends,
@@ -198,6 +205,6 @@ async fn handle_connection(
     };
     match protocol {
         Protocol::Tcp => tcp::passthrough(stream, &shared, stopped).await,
-        _ => http::serve_connection(stream, peer, shared, stopped).await,
+        _ => h1::serve_connection(stream, peer, shared, stopped).await,
     }
 }

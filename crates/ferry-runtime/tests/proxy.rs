@@ -15,7 +15,7 @@ use http_body_util::{Either, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -28,6 +28,8 @@ use tokio::time::Instant;
 ///
 /// - `/status/NNN` answers with status NNN,
 /// - `/echo` streams the request body back,
+/// - `/collect` reads the whole request body, then sends it back,
+/// - `/chunked` streams three 64 KiB chunks of unannounced length (so chunked),
 /// - `/headers` lists the request headers, one `name: value` a line,
 /// - an `Upgrade: echo` request is switched and echoes raw bytes,
 /// - anything else: `NAME VERSION`.
@@ -44,7 +46,7 @@ impl Drop for Backend {
     }
 }
 
-type BackendBody = Either<Full<Bytes>, Incoming>;
+type BackendBody = Either<Full<Bytes>, Either<Incoming, Chunks>>;
 
 async fn backend_reply(
     name: &'static str,
@@ -80,7 +82,19 @@ async fn backend_reply(
     match path.as_str() {
         "/echo" => Response::builder()
             .header("x-backend", name)
-            .body(Either::Right(req.into_body()))
+            .body(Either::Right(Either::Left(req.into_body())))
+            .unwrap(),
+        "/collect" => {
+            use http_body_util::BodyExt;
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            Response::builder()
+                .header("x-backend", name)
+                .body(Either::Left(Full::new(body)))
+                .unwrap()
+        }
+        "/chunked" => Response::builder()
+            .header("x-backend", name)
+            .body(Either::Right(Either::Right(Chunks { next: 0, count: 3 })))
             .unwrap(),
         "/headers" => {
             let mut out = String::new();
@@ -584,6 +598,433 @@ async fn endpoint_closing_its_connections_is_not_an_error() {
 }
 
 // ---------------------------------------------------------------------------
+// HTTP/1 framing, with a raw client
+// ---------------------------------------------------------------------------
+
+/// A response as read off the wire by [`read_response`].
+#[derive(Debug)]
+struct RawResponse {
+    status: u16,
+    /// Names lower-cased, in order.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+type Raw = BufReader<TcpStream>;
+
+async fn raw_connect(p: &Proxy) -> Raw {
+    BufReader::new(TcpStream::connect(p.handle.local_addr).await.unwrap())
+}
+
+/// Reads one response off `s`, delimited as RFC 9112 §6.3 says (`head`: it
+/// answers a HEAD request). Fails the test after 5 s.
+async fn read_response(s: &mut Raw, head: bool) -> RawResponse {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let mut line = String::new();
+        s.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("HTTP/1.1 "), "status line {line:?}");
+        let status = line[9..12].parse().unwrap();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            s.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            let (name, value) = line.split_once(':').expect("a header field");
+            headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
+        }
+        let mut resp = RawResponse {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if head || status < 200 || status == 204 || status == 304 {
+            return resp;
+        }
+        if resp.header("transfer-encoding") == Some("chunked") {
+            loop {
+                line.clear();
+                s.read_line(&mut line).await.unwrap();
+                let size = usize::from_str_radix(line.trim_end(), 16).unwrap();
+                if size == 0 {
+                    line.clear();
+                    s.read_line(&mut line).await.unwrap();
+                    assert_eq!(line, "\r\n", "no trailers expected");
+                    break;
+                }
+                let mut chunk = vec![0; size + 2];
+                s.read_exact(&mut chunk).await.unwrap();
+                assert!(chunk.ends_with(b"\r\n"));
+                resp.body.extend_from_slice(&chunk[..size]);
+            }
+        } else if let Some(len) = resp.header("content-length") {
+            resp.body = vec![0; len.parse().unwrap()];
+            s.read_exact(&mut resp.body).await.unwrap();
+        } else {
+            s.read_to_end(&mut resp.body).await.unwrap();
+        }
+        resp
+    })
+    .await
+    .expect("a response within 5 s")
+}
+
+/// Asserts the proxy closes `s` (EOF, no more bytes) within 5 s.
+async fn assert_closed(s: &mut Raw) {
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the proxy closes the connection within 5 s")
+        .unwrap();
+    assert!(
+        rest.is_empty(),
+        "bytes after the response: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+/// A raw HTTP/1 endpoint: reads each request head (no bodies) and writes
+/// `response` as it is; closes after one when `close`.
+async fn raw_backend(response: &'static [u8], close: bool) -> Backend {
+    raw_backend_answering(response, if close { 1 } else { usize::MAX }, false).await
+}
+
+/// A raw HTTP/1 endpoint answering `answers` requests per connection with
+/// `response`; then it closes, after reading one more request head when
+/// `read_one_more` (as if it closed an idle connection just as a request came).
+async fn raw_backend_answering(
+    response: &'static [u8],
+    answers: usize,
+    read_one_more: bool,
+) -> Backend {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut s = BufReader::new(stream);
+                let mut line = String::new();
+                for answered in 0.. {
+                    if answered == answers && !read_one_more {
+                        return;
+                    }
+                    // One request head: up to its empty line.
+                    loop {
+                        line.clear();
+                        if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    if answered == answers || s.write_all(response).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Backend {
+        addr,
+        task,
+        accepted,
+    }
+}
+
+#[tokio::test]
+async fn chunked_request_and_response_bodies_pass_through_and_keep_the_connection() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    // Chunk extensions and a trailer, split over several writes.
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.write_all(b"7\r\n, world\r\n0\r\nx-trailer: 1\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.text(), "hello, world");
+
+    // The body's end was found: the next request on the connection is served.
+    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(resp.body.len(), 3 * CHUNK);
+    for (i, c) in resp.body.chunks(CHUNK).enumerate() {
+        assert!(c.iter().all(|b| *b == i as u8), "chunk {i} corrupted");
+    }
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).await.text(), "a v1");
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn http10_clients_close_by_default_and_get_chunked_bodies_unchunked() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+
+    let mut s = raw_connect(&p).await;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "a v1"));
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_closed(&mut s).await;
+
+    // Keep-alive when asked; no Host: the listener's address stands in.
+    let mut s = raw_connect(&p).await;
+    s.write_all(b"GET /headers HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!(resp.header("connection"), Some("keep-alive"));
+    let seen = resp.text();
+    assert!(seen.contains("via: 1.0 ferry\n"), "{seen}");
+    assert!(
+        seen.contains(&format!("host: {}\n", p.handle.local_addr)),
+        "{seen}"
+    );
+    // A chunked answer cannot reach an HTTP/1.0 client as such: the payload is
+    // sent bare and the connection's end ends it.
+    s.write_all(b"GET /chunked HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!(resp.header("transfer-encoding"), None);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(resp.body.len(), 3 * CHUNK);
+    for (i, c) in resp.body.chunks(CHUNK).enumerate() {
+        assert!(c.iter().all(|b| *b == i as u8), "chunk {i} corrupted");
+    }
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_after_the_response() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "a v1"));
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_closed(&mut s).await;
+    // The endpoint connection is unaffected: the next client reuses it.
+    let (status, _, _) = get(&client(), &p.url("/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_response_without_length_is_read_to_its_end_and_closes_both_sides() {
+    let raw = raw_backend(
+        b"HTTP/1.1 200 OK\r\nx-backend: raw\r\n\r\nuntil the end",
+        true,
+    )
+    .await;
+    let p = start_proxy(Protocol::Http, vec![ep(&raw, "v1")]).await;
+    for _ in 0..2 {
+        let mut s = raw_connect(&p).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let resp = read_response(&mut s, false).await;
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("connection"), Some("close"));
+        assert_eq!(resp.text(), "until the end");
+    }
+    assert_eq!(raw.accepted.load(Ordering::SeqCst), 2, "never pooled");
+}
+
+#[tokio::test]
+async fn head_204_and_304_responses_have_no_body_and_keep_the_connection() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s, true).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("content-length"), Some("4"), "{resp:?}");
+
+    for status in [204, 304] {
+        s.write_all(format!("GET /status/{status} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut s, false).await.status, status);
+    }
+    // Had a body been expected after any of them, this would be misread.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).await.text(), "a v1");
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_request_head_over_64_kib_is_431() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    s.write_all(big.as_bytes()).await.unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!(resp.status, 431);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_closed(&mut s).await;
+    assert_eq!(a.accepted.load(Ordering::SeqCst), 0, "nothing forwarded");
+
+    // Just under the limit is fine.
+    let mut s = raw_connect(&p).await;
+    let fits = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(60 * 1024)
+    );
+    s.write_all(fits.as_bytes()).await.unwrap();
+    assert_eq!(read_response(&mut s, false).await.status, 200);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    s.write_all(
+        b"GET /status/201 HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody\
+          HEAD / HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /status/202 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_response(&mut s, false).await.status, 201);
+    let echo = read_response(&mut s, false).await;
+    assert_eq!((echo.status, echo.text().as_str()), (200, "body"));
+    let head = read_response(&mut s, true).await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(read_response(&mut s, false).await.status, 202);
+    assert_closed(&mut s).await;
+}
+
+#[tokio::test]
+async fn expect_100_continue_is_passed_through() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    s.write_all(
+        b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: 7\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // The endpoint asks for the body (hyper does when it is first read); only
+    // then is it sent.
+    let interim = read_response(&mut s, false).await;
+    assert_eq!(interim.status, 100);
+    s.write_all(b"payload").await.unwrap();
+    let resp = read_response(&mut s, false).await;
+    assert_eq!((resp.status, resp.text().as_str()), (200, "payload"));
+}
+
+#[tokio::test]
+async fn endpoint_closing_idle_connections_silently_is_not_an_error() {
+    // Announces no `Connection: close`, yet closes after each response: the
+    // pooled connection is found closed when next taken (or retried).
+    let raw = raw_backend(
+        b"HTTP/1.1 200 OK\r\nx-backend: raw\r\ncontent-length: 2\r\n\r\nok",
+        true,
+    )
+    .await;
+    let p = start_proxy(Protocol::Http, vec![ep(&raw, "v1")]).await;
+    let c = client();
+    for _ in 0..10 {
+        let (status, who, body) = get(&c, &p.url("/")).await;
+        assert_eq!((status, who.as_str(), body.as_str()), (200, "raw", "ok"));
+    }
+    assert_eq!(raw.accepted.load(Ordering::SeqCst), 10);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_unanswered_is_retried_for_idempotent_requests_only() {
+    // Each connection answers one request, then takes the next and closes
+    // without a word: what a reused keep-alive connection meets when the endpoint
+    // closes it just as the request goes out.
+    let flaky = raw_backend_answering(
+        b"HTTP/1.1 200 OK\r\nx-backend: flaky\r\ncontent-length: 2\r\n\r\nok",
+        1,
+        true,
+    )
+    .await;
+    let p = start_proxy(Protocol::Http, vec![ep(&flaky, "v1")]).await;
+    let c = client();
+    assert_eq!(get(&c, &p.url("/")).await.0, 200);
+    // Goes out on the pooled connection, unanswered: sent again on a new one.
+    let (status, who, body) = get(&c, &p.url("/")).await;
+    assert_eq!((status, who.as_str(), body.as_str()), (200, "flaky", "ok"));
+    assert_eq!(flaky.accepted.load(Ordering::SeqCst), 2);
+
+    // A POST may have been acted on: never sent twice.
+    let resp = c.post(p.url("/")).body("once").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 502);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains("bad gateway: service shop/web")
+            && body.contains(&format!("pod-{}", flaky.addr.port())),
+        "{body}"
+    );
+    assert_eq!(flaky.accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_malformed_response_is_502_naming_the_endpoint() {
+    let raw = raw_backend(b"HTTP/1.1 200 OK\r\ncontent-length: nope\r\n\r\n", false).await;
+    let p = start_proxy(Protocol::Http, vec![ep(&raw, "v1")]).await;
+    let (status, _, body) = get(&client(), &p.url("/")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("bad gateway: service shop/web")
+            && body.contains(&format!("pod-{}", raw.addr.port()))
+            && body.contains("invalid response"),
+        "{body}"
+    );
+}
+
+// ---------------------------------------------------------------------------
 // TCP
 // ---------------------------------------------------------------------------
 
@@ -640,6 +1081,19 @@ async fn shutdown_closes_the_listener() {
         TcpStream::connect(addr).await.is_err(),
         "still accepting after shutdown"
     );
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_keep_alive_connections() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy(Protocol::Http, vec![ep(&a, "v1")]).await;
+    let mut s = raw_connect(&p).await;
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut s, false).await.status, 200);
+    p.handle.shutdown().await;
+    assert_closed(&mut s).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,5 +1,9 @@
-//! The HTTP reverse proxy: HTTP/1.1 and h2c in, pooled HTTP/1.1 out, bodies
-//! streamed, `Upgrade` passed through.
+//! The general HTTP reverse proxy, on hyper: HTTP/1.1 and h2c in, pooled HTTP/1.1
+//! out, bodies streamed, `Upgrade` passed through.
+//!
+//! HTTP/1.x connections start on the fast path ([`super::h1`]), which hands over
+//! here (with the bytes it read) the ones it does not serve: HTTP/2 prior
+//! knowledge, `Upgrade` requests and `CONNECT`.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -14,7 +18,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -59,13 +63,16 @@ impl HttpProxy {
 }
 
 /// Serves one client connection (HTTP/1.1 or h2c, told apart by hyper's preface
-/// check) until it closes or the proxy stops.
-pub(super) async fn serve_connection(
-    stream: TcpStream,
+/// check) until it closes or the proxy stops. `stream` is a TCP connection, or
+/// one the fast path has read from (see `h1::Rewind`).
+pub(super) async fn serve_connection<Io>(
+    stream: Io,
     peer: SocketAddr,
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
-) {
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     // Rendered once per connection, cloned (a reference count) per request.
     let client_ip = HeaderValue::try_from(peer.ip().to_string()).ok();
     let for_requests = shared.clone();
@@ -353,7 +360,7 @@ fn prepare_request_headers(
 }
 
 /// An error with its causes, `a: b: c`, for messages.
-fn chain(err: &dyn StdError) -> String {
+pub(super) fn chain(err: &dyn StdError) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

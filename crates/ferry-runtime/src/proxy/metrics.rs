@@ -255,7 +255,8 @@ impl ServiceMetrics {
 }
 
 impl VersionSeries {
-    fn request(&self, status: u16, elapsed: Duration) {
+    /// Counts one HTTP request answered with `status` after `elapsed`.
+    pub(crate) fn request(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.codes[class].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
