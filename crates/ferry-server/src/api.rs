@@ -17,10 +17,12 @@
 //! | `GET /api/v1/events?namespace=&object=Kind/name` | events as Kubernetes `Event` objects |
 //! | `POST /api/v1/down` | stop every workload, then the daemon |
 //! | `… /api/v1/apps …` | Argo CD Applications: see [`crate::apps`] |
+//! | `POST /api/webhook` | a Git push (GitHub's or a local hook's) refreshes the apps on that repo and ref: see [`crate::webhook`] |
 //! | `GET /metrics`, `GET /healthz` | Prometheus text, liveness |
 //!
 //! Kinds on the URL take kubectl's names (`pods`, `po`, `deploy`, `svc`, …) or a Kind
-//! name. Errors are `{"error": "...", "code": N}` with 400, 404, 409 or 500. Watches
+//! name. Errors are `{"error": "...", "code": N}` with 400, 404, 409 or 500 (401
+//! without the token a daemon beyond loopback asks for: see [`crate::auth`]). Watches
 //! and followed logs stream newline-delimited JSON (or text) until the client goes away
 //! or the daemon stops.
 
@@ -66,6 +68,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Set once `POST /api/v1/down` has stopped the workloads.
     pub downed: Arc<AtomicBool>,
+    /// Who may call the API (see [`crate::auth`]).
+    pub auth: crate::auth::Policy,
+    /// The secret webhook bodies are signed with; `None` takes them unsigned.
+    pub webhook_secret: Option<Arc<[u8]>>,
 }
 
 impl AppState {
@@ -76,6 +82,8 @@ impl AppState {
             engine,
             shutdown,
             downed: Arc::new(AtomicBool::new(false)),
+            auth: crate::auth::Policy::open(),
+            webhook_secret: None,
         }
     }
 
@@ -133,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/down", post(down))
         .route("/api/v1/events", get(events))
         .merge(crate::apps::routes())
+        .merge(crate::webhook::routes())
         .route("/api/v1/namespaces", get(list_namespaces))
         .route(
             "/api/v1/namespaces/{name}",
@@ -158,6 +167,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(traffic::clear_weights),
         )
         .fallback(|| async { ApiError::not_found("no such route; the API lives under /api/v1") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::require,
+        ))
         .with_state(state)
 }
 

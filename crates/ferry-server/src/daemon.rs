@@ -191,7 +191,21 @@ pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
         engine.set_repo_credentials(&url, entry.into());
     }
     let engine_task = tokio::spawn(engine.clone().run(shutdown.clone()));
-    let state = AppState::new(runtime.clone(), engine.clone(), shutdown.clone());
+    let mut state = AppState::new(runtime.clone(), engine.clone(), shutdown.clone());
+    // Made whatever the address, so the CLI can send it before the daemon moves off
+    // loopback; asked for only beyond loopback.
+    let token = crate::auth::load_or_create(&opts.home)?;
+    if !crate::auth::is_loopback(&addr) {
+        tracing::info!(
+            "listening beyond loopback on {addr}: API calls need the token in {}",
+            crate::auth::token_path(&opts.home).display()
+        );
+        state.auth = crate::auth::Policy::token(token);
+    }
+    state.webhook_secret = std::env::var("FERRY_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|s| Arc::from(s.into_bytes()));
     let info = DaemonInfo {
         addr: addr.to_string(),
         pid: std::process::id(),
@@ -220,6 +234,17 @@ impl Daemon {
     /// Whether `POST /api/v1/down` has stopped the workloads.
     pub fn downed(&self) -> Arc<AtomicBool> {
         self.state.downed.clone()
+    }
+
+    /// Requires webhook bodies signed with `secret` (replacing `FERRY_WEBHOOK_SECRET`,
+    /// which [`start`] reads); `None` takes them unsigned.
+    pub fn set_webhook_secret(&mut self, secret: Option<Vec<u8>>) {
+        self.state.webhook_secret = secret.map(Arc::from);
+    }
+
+    /// Whether API calls need the token (the daemon listens beyond loopback).
+    pub fn requires_token(&self) -> bool {
+        self.state.auth.requires_token()
     }
 
     /// Serves until a signal or `ferry down`, then stops the engine and the runtime's

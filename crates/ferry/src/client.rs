@@ -2,7 +2,9 @@
 //! commands share: where the daemon is, namespaces, `KIND/NAME` arguments, ages.
 //!
 //! Where the daemon is: `--server URL` > `FERRY_SERVER` > `FERRY_HOME/daemon.json` >
-//! `http://127.0.0.1:7171`.
+//! `http://127.0.0.1:7171`. The API token (needed when the daemon listens beyond
+//! loopback) is `FERRY_TOKEN`, else `FERRY_HOME/token` — the latter sent only to this
+//! host's daemon, never to a `--server` elsewhere.
 
 use std::time::{Duration, SystemTime};
 
@@ -80,6 +82,7 @@ pub fn exit_code(result: anyhow::Result<u8>) -> anyhow::Result<u8> {
 /// A connection to the daemon, with its own small async runtime.
 pub struct Client {
     base: String,
+    token: Option<String>,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
@@ -89,7 +92,9 @@ pub fn server_url(flag: Option<&str>) -> String {
     let raw = flag
         .map(str::to_string)
         .filter(|s| !s.is_empty())
-        .or_else(|| ferry_server::daemon::read_info(&home::ferry_home()).map(|i| i.addr))
+        .or_else(|| {
+            ferry_server::daemon::read_info(&home::ferry_home()).map(|i| connectable(&i.addr))
+        })
         .unwrap_or_else(|| DEFAULT_SERVER.to_string());
     let with_scheme = if raw.starts_with("http://") || raw.starts_with("https://") {
         raw
@@ -97,6 +102,49 @@ pub fn server_url(flag: Option<&str>) -> String {
         format!("http://{raw}")
     };
     with_scheme.trim_end_matches('/').to_string()
+}
+
+/// A daemon bound to every address (`0.0.0.0:P`, `[::]:P`) is reached on loopback.
+fn connectable(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => addr.to_string(),
+    }
+}
+
+/// The API token to send: `FERRY_TOKEN`, else `FERRY_HOME/token` when the daemon is
+/// this host's (no `--server`, or one on loopback) so the token never leaves the host.
+pub fn token_for(flag: Option<&str>) -> Option<String> {
+    if let Ok(t) = std::env::var("FERRY_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Some(t.trim().to_string());
+    }
+    let local = match flag.filter(|s| !s.is_empty()) {
+        None => true,
+        Some(url) => {
+            let rest = url.split_once("://").map_or(url, |(_, r)| r);
+            let authority = rest.split('/').next().unwrap_or_default();
+            let host = authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .trim_matches(['[', ']']);
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    };
+    local
+        .then(|| ferry_server::auth::read_token(&home::ferry_home()))
+        .flatten()
 }
 
 /// Percent-encodes a query value.
@@ -125,6 +173,7 @@ impl Client {
             .context("building the HTTP client")?;
         Ok(Self {
             base: server_url(server.server.as_deref()),
+            token: token_for(server.server.as_deref()),
             http,
             rt,
         })
@@ -153,6 +202,9 @@ impl Client {
         body: Option<(String, &str)>,
     ) -> anyhow::Result<reqwest::Response> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some((b, ct)) = body {
             req = req.header("content-type", ct).body(b);
         }
@@ -382,5 +434,8 @@ mod tests {
     fn the_flag_wins_and_schemes_are_added() {
         assert_eq!(server_url(Some("127.0.0.1:9")), "http://127.0.0.1:9");
         assert_eq!(server_url(Some("http://h:1/")), "http://h:1");
+        assert_eq!(connectable("0.0.0.0:7171"), "127.0.0.1:7171");
+        assert_eq!(connectable("[::]:7171"), "[::1]:7171");
+        assert_eq!(connectable("10.1.2.3:7171"), "10.1.2.3:7171");
     }
 }

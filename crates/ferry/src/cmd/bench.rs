@@ -22,6 +22,8 @@ pub enum BenchCmd {
     Core(CoreBench),
     /// Embedded runtime: apply → Ready latency, and memory with many pods and Services.
     Runtime(super::bench_runtime::RuntimeBench),
+    /// GitOps engine: first sync and steady-state refresh of many apps from one repository.
+    Apps(super::bench_apps::AppsBench),
 }
 
 /// `ferry bench render`.
@@ -58,6 +60,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<u8> {
         BenchCmd::Render(b) => render(b),
         BenchCmd::Core(b) => core(b),
         BenchCmd::Runtime(b) => super::bench_runtime::run(b),
+        BenchCmd::Apps(b) => super::bench_apps::run(b),
     }
 }
 

@@ -1,6 +1,7 @@
 //! `ferry serve`: the daemon — the embedded runtime and its HTTP API.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -14,6 +15,10 @@ use crate::output::EXIT_OK;
 /// Workloads keep running when the daemon stops on SIGTERM/SIGINT (the next
 /// `ferry serve` re-adopts them); `ferry down` stops them, then the daemon. Logs go to
 /// stderr, filtered by RUST_LOG (default `info`).
+///
+/// Beyond loopback (e.g. `--addr 0.0.0.0:7171`) every API call but `/healthz` and
+/// `/api/webhook` needs `Authorization: Bearer <token>`, the token being in
+/// FERRY_HOME/token (the CLI sends it). `POST /api/webhook` takes Git push events.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address for the API; port 0 picks a free one (written to FERRY_HOME/daemon.json).
@@ -23,6 +28,11 @@ pub struct ServeArgs {
     /// a commit is also picked up at once by `ferry app refresh`.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub reconciliation: Duration,
+    /// A file holding the secret GitHub (or `ferry repo hook install --secret-file`)
+    /// signs webhook bodies with; unsigned or badly signed pushes are refused (401).
+    /// Without it, FERRY_WEBHOOK_SECRET is used, and without that pushes are unsigned.
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// Runs `ferry serve` until a signal or `ferry down`.
@@ -34,6 +44,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+    let secret = match &args.webhook_secret_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the webhook secret from {}", path.display()))?;
+            let secret = text.trim_end_matches(['\n', '\r']).to_string();
+            anyhow::ensure!(
+                !secret.is_empty(),
+                "the webhook secret file {} is empty; put the secret in it",
+                path.display()
+            );
+            Some(secret.into_bytes())
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -43,7 +67,13 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         addr: args.addr,
         reconciliation: Some(args.reconciliation),
     };
-    let result = rt.block_on(ferry_server::run(opts));
+    let result = rt.block_on(async move {
+        let mut daemon = ferry_server::start(opts).await?;
+        if secret.is_some() {
+            daemon.set_webhook_secret(secret);
+        }
+        daemon.serve().await
+    });
     rt.shutdown_timeout(Duration::from_secs(5));
     result?;
     Ok(EXIT_OK)

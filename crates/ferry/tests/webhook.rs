@@ -1,0 +1,541 @@
+//! Pushes reaching the daemon at once — GitHub's webhook and ferry's own post-receive
+//! hook — and the API token a daemon beyond loopback asks for, end to end: a real
+//! daemon process, real Git repositories, real HTTP.
+//!
+//! The daemons run with a 600 s reconciliation, so only a webhook explains an app
+//! seeing a new commit within seconds.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Daemon tests run one at a time, also across processes and test binaries.
+struct Serial(#[allow(dead_code)] std::fs::File);
+
+fn serial() -> Serial {
+    let path = std::env::temp_dir().join("ferry-daemon-tests.lock");
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    file.lock().unwrap();
+    Serial(file)
+}
+
+fn ferry_bin() -> PathBuf {
+    assert_cmd::cargo::cargo_bin!("ferry").to_path_buf()
+}
+
+/// Polls `f` until it gives a value, for at most `secs` seconds; `log` explains a timeout.
+fn eventually<T>(
+    what: &str,
+    secs: u64,
+    log: impl Fn() -> String,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {secs}s waiting for {what}\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Writes `manifests/cm.yaml` (a ConfigMap whose `value` is `value`) in the work tree
+/// `dir` and commits it; returns the commit.
+fn commit_value(dir: &Path, value: &str) -> String {
+    std::fs::create_dir_all(dir.join("manifests")).unwrap();
+    std::fs::write(
+        dir.join("manifests/cm.yaml"),
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: \"{value}\"\n"),
+    )
+    .unwrap();
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", value]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A daemon on a FERRY_HOME of its own.
+struct Daemon {
+    home: tempfile::TempDir,
+    child: Option<Child>,
+    log: PathBuf,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(addr: &str, extra: &[&str], secret: Option<&str>) -> Daemon {
+        let home = tempfile::tempdir().unwrap();
+        let log = home.path().join("serve.log");
+        let mut args = vec![
+            "serve".to_string(),
+            "--addr".into(),
+            addr.into(),
+            "--reconciliation".into(),
+            "600s".into(),
+        ];
+        if let Some(s) = secret {
+            let f = home.path().join("webhook-secret");
+            std::fs::write(&f, format!("{s}\n")).unwrap();
+            args.extend(["--webhook-secret-file".into(), f.display().to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(ferry_bin())
+            .args(&args)
+            .env("FERRY_HOME", home.path())
+            .env("RUST_LOG", "info")
+            .env_remove("FERRY_SERVER")
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_WEBHOOK_SECRET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut d = Daemon {
+            home,
+            child: Some(child),
+            log,
+            port: 0,
+        };
+        d.port = eventually(
+            "daemon.json",
+            20,
+            || d.log_tail(),
+            || {
+                let text = std::fs::read_to_string(d.home().join("daemon.json")).ok()?;
+                let v: Value = serde_json::from_str(&text).ok()?;
+                (v["pid"].as_u64() == Some(u64::from(pid))).then_some(())?;
+                let addr: std::net::SocketAddr = v["addr"].as_str()?.parse().ok()?;
+                Some(addr.port())
+            },
+        );
+        d
+    }
+
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn ferry(&self, args: &[&str]) -> Output {
+        Command::new(ferry_bin())
+            .args(args)
+            .env("FERRY_HOME", self.home())
+            .env_remove("FERRY_SERVER")
+            .env_remove("FERRY_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.ferry(args);
+        assert!(
+            out.status.success(),
+            "ferry {args:?} failed ({:?}):\n{}{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// An automated app named `name` on `repo`'s `manifests/`, following `HEAD`.
+    fn create_app(&self, name: &str, repo: &Path) {
+        let file = self.home().join(format!("{name}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n\
+                 spec:\n  project: default\n  source:\n    repoURL: {}\n    targetRevision: HEAD\n    path: manifests\n\
+                 \x20 destination:\n    name: local\n    namespace: {name}\n  syncPolicy:\n    automated:\n      prune: true\n\
+                 \x20   syncOptions:\n      - CreateNamespace=true\n",
+                repo.display()
+            ),
+        )
+        .unwrap();
+        self.ok(&["app", "create", "-f", file.to_str().unwrap()]);
+    }
+
+    /// `ferry app get NAME -o json`.
+    fn app(&self, name: &str) -> Value {
+        serde_json::from_str(&self.ok(&["app", "get", name, "-o", "json"])).unwrap()
+    }
+
+    /// The revision the app is Synced at, if it is Synced (read over raw HTTP: cheap
+    /// enough to poll every few milliseconds).
+    fn synced_at(&self, name: &str) -> Option<String> {
+        let (code, body) = http(self.port, "GET", &format!("/api/v1/apps/{name}"), &[], b"");
+        let v: Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+        (v["status"]["sync"]["status"] == "Synced")
+            .then(|| v["status"]["sync"]["revision"].as_str().map(str::to_string))
+            .flatten()
+    }
+
+    fn wait_synced(&self, name: &str, rev: &str, secs: u64) {
+        eventually(
+            &format!("{name} Synced at {rev}"),
+            secs,
+            || self.log_tail(),
+            || (self.synced_at(name).as_deref() == Some(rev)).then_some(()),
+        );
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- daemon log ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    }
+
+    /// `ferry down`, and the process gone.
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = self.ferry(&["down"]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// One HTTP/1.1 request to `127.0.0.1:port` (never another address); status and body.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    // The daemon may answer (413) before reading all of a large body and close.
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer to {method} {path}: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A GitHub push event for the repository at `repo` (as GitHub would send it for a
+/// repository cloned from a local path: `clone_url` carries the `file://` URL).
+fn github_push(repo: &Path, git_ref: &str, after: &str) -> Vec<u8> {
+    json!({
+        "ref": git_ref,
+        "before": "0000000000000000000000000000000000000000",
+        "after": after,
+        "repository": {
+            "name": repo.file_name().unwrap().to_str().unwrap(),
+            "full_name": "example/gitops",
+            "clone_url": format!("file://{}", repo.display()),
+            "html_url": "https://github.com/example/gitops",
+            "ssh_url": "git@github.com:example/gitops.git",
+        },
+        "pusher": {"name": "test"},
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn post_webhook(port: u16, event: &str, sig: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("X-GitHub-Event", event),
+    ];
+    if let Some(s) = sig {
+        headers.push(("X-Hub-Signature-256", s));
+    }
+    let (code, text) = http(port, "POST", "/api/webhook", &headers, body);
+    (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_signed_github_push_refreshes_only_the_app_on_that_repo_and_ref() {
+    let _s = serial();
+    let secret = "it's a secret";
+    let d = Daemon::start("127.0.0.1:0", &[], Some(secret));
+    let sign = |body: &[u8]| ferry_server::webhook::signature(secret.as_bytes(), body);
+
+    let repos = tempfile::tempdir().unwrap();
+    let (a, b) = (repos.path().join("a"), repos.path().join("b"));
+    let mut heads = Vec::new();
+    for r in [&a, &b] {
+        std::fs::create_dir_all(r).unwrap();
+        git(r, &["init", "-q", "-b", "main"]);
+        heads.push(commit_value(r, "one"));
+    }
+    d.create_app("app-a", &a);
+    d.create_app("app-b", &b);
+    d.wait_synced("app-a", &heads[0], 30);
+    d.wait_synced("app-b", &heads[1], 30);
+
+    // On loopback no token is asked for.
+    assert_eq!(http(d.port, "GET", "/api/v1/apps", &[], b"").0, 200);
+
+    let new_a = commit_value(&a, "two");
+    let new_b = commit_value(&b, "two");
+    let push_a = github_push(&a, "refs/heads/main", &new_a);
+    let push_b = github_push(&b, "refs/heads/main", &new_b);
+
+    // Refused: a bad signature, a signature of another body, none at all.
+    let (code, v) = post_webhook(d.port, "push", Some("sha256=00"), &push_b);
+    assert_eq!(code, 401, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("X-Hub-Signature-256"),
+        "{v}"
+    );
+    let (code, _) = post_webhook(d.port, "push", Some(&sign(&push_a)), &push_b);
+    assert_eq!(code, 401);
+    let (code, _) = post_webhook(d.port, "push", None, &push_b);
+    assert_eq!(code, 401);
+    // Too large, even when signed.
+    let mut big = push_b.clone();
+    big.resize(1024 * 1024 + 1, b' ');
+    let (code, _) = post_webhook(d.port, "push", Some(&sign(&big)), &big);
+    assert_eq!(code, 413);
+    // A ping is answered and does nothing.
+    let ping = br#"{"zen": "Keep it logically awesome.", "hook_id": 1}"#;
+    let (code, v) = post_webhook(d.port, "ping", Some(&sign(ping)), ping);
+    assert_eq!((code, v), (200, json!({"refreshed": []})));
+    // A tag concerns no app that follows HEAD.
+    let tag = github_push(&b, "refs/tags/v1", &new_b);
+    let (code, v) = post_webhook(d.port, "push", Some(&sign(&tag)), &tag);
+    assert_eq!((code, v), (200, json!({"refreshed": []})));
+
+    // None of that refreshed app-b.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.app("app-b")["status"]["sync"]["revision"], heads[1]);
+
+    // The signed push of repo a refreshes app-a, and only it.
+    let t0 = Instant::now();
+    let (code, v) = post_webhook(d.port, "push", Some(&sign(&push_a)), &push_a);
+    assert_eq!((code, v), (200, json!({"refreshed": ["app-a"]})));
+    d.wait_synced("app-a", &new_a, 10);
+    eprintln!("github push -> app-a Synced in {:?}", t0.elapsed());
+    let got = d.app("app-a");
+    assert_eq!(got["status"]["sync"]["revision"], new_a.as_str());
+    std::thread::sleep(Duration::from_millis(500));
+    let other = d.app("app-b");
+    assert_eq!(
+        other["status"]["sync"]["revision"], heads[1],
+        "app-b was refreshed though only repo a was pushed"
+    );
+}
+
+#[test]
+fn beyond_loopback_every_call_but_healthz_and_the_webhook_needs_the_token() {
+    let _s = serial();
+    let d = Daemon::start("0.0.0.0:0", &[], None);
+    let token_file = d.home().join("token");
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 64, "32 random bytes in hex: {token:?}");
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (code, body) = http(d.port, "GET", "/api/v1/apps", &[], b"");
+    assert_eq!(code, 401, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], 401);
+    assert!(
+        v["error"].as_str().unwrap().contains("FERRY_HOME/token"),
+        "{v}"
+    );
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    assert_eq!(
+        http(
+            d.port,
+            "GET",
+            "/api/v1/apps",
+            &[("Authorization", &wrong)],
+            b""
+        )
+        .0,
+        401
+    );
+    let bearer = format!("Bearer {token}");
+    let (code, body) = http(
+        d.port,
+        "GET",
+        "/api/v1/apps",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // Nothing is done without the token: `down` is refused and the daemon stays.
+    assert_eq!(http(d.port, "POST", "/api/v1/down", &[], b"").0, 401);
+    assert_eq!(http(d.port, "GET", "/no/such/route", &[], b"").0, 401);
+    assert_eq!(
+        http(d.port, "GET", "/healthz", &[], b""),
+        (200, "ok\n".into())
+    );
+    let ping = http(
+        d.port,
+        "POST",
+        "/api/webhook",
+        &[("X-GitHub-Event", "ping")],
+        b"{}",
+    );
+    assert_eq!(ping.0, 200);
+
+    // The CLI reads the token (and reaches a daemon bound to 0.0.0.0 on loopback).
+    d.ok(&["app", "list"]);
+    let out = Command::new(ferry_bin())
+        .args(["app", "list"])
+        .env("FERRY_HOME", d.home())
+        .env("FERRY_TOKEN", "nope")
+        .env_remove("FERRY_SERVER")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a wrong FERRY_TOKEN is refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FERRY_TOKEN"), "{err}");
+}
+
+#[test]
+fn a_push_to_a_hooked_bare_repo_syncs_the_app_at_once_and_never_fails() {
+    let _s = serial();
+    let mut d = Daemon::start("127.0.0.1:0", &[], None);
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("gitops.git");
+    let work = dir.path().join("work");
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    let first = commit_value(&work, "v0");
+    git(&work, &["push", "-q", "origin", "main"]);
+    d.create_app("hooked", &bare);
+    d.wait_synced("hooked", &first, 30);
+
+    // Not a bare repository: refused, nothing written.
+    let out = d.ferry(&["repo", "hook", "install", work.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a bare Git repository"));
+    assert!(!work.join(".git/hooks/post-receive").exists());
+
+    // A hook already there is kept and still runs.
+    let marker = dir.path().join("chained-ran");
+    let old_hook = bare.join("hooks/post-receive");
+    std::fs::write(
+        &old_hook,
+        format!("#!/bin/sh\ncat >> '{}'\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&old_hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let said = d.ok(&["repo", "hook", "install", bare.to_str().unwrap()]);
+    assert!(said.contains("post-receive.ferry-chained"), "{said}");
+    // Installing again replaces ferry's hook and keeps the chained one.
+    d.ok(&["repo", "hook", "install", bare.to_str().unwrap()]);
+    assert!(bare.join("hooks/post-receive.ferry-chained").exists());
+
+    let mut latencies = Vec::new();
+    for i in 1..=5 {
+        let rev = commit_value(&work, &format!("v{i}"));
+        let t0 = Instant::now();
+        git(&work, &["push", "-q", "origin", "main"]);
+        d.wait_synced("hooked", &rev, 10);
+        latencies.push(t0.elapsed());
+    }
+    let mut sorted = latencies.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
+    eprintln!(
+        "push -> Synced latencies (ms): {:?}; median {} ms (target <= 1000 ms)",
+        latencies
+            .iter()
+            .map(Duration::as_millis)
+            .collect::<Vec<_>>(),
+        median.as_millis()
+    );
+    assert!(
+        median <= Duration::from_secs(2),
+        "median push -> Synced {median:?}"
+    );
+    let chained = std::fs::read_to_string(&marker).unwrap();
+    assert_eq!(
+        chained.lines().count(),
+        5,
+        "the chained hook ran each push:\n{chained}"
+    );
+
+    // With the daemon down, a push still succeeds (the hook exits 0), promptly.
+    d.down();
+    let rev = commit_value(&work, "while down");
+    let t0 = Instant::now();
+    git(&work, &["push", "-q", "origin", "main"]);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(git(&bare, &["rev-parse", "main"]), rev);
+}
