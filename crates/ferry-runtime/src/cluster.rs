@@ -254,6 +254,17 @@ impl Cluster {
             .collect()
     }
 
+    /// Objects a predicate picks, tested before anything is cloned (a selector over a
+    /// large store costs a scan, not a copy of everything).
+    pub fn list_where(&self, pred: impl Fn(&ObjectKey, &Object) -> bool) -> Vec<Object> {
+        self.read()
+            .objects
+            .iter()
+            .filter(|(k, o)| pred(k, o))
+            .map(|(_, o)| o.clone())
+            .collect()
+    }
+
     /// Objects in a namespace carrying every given label.
     pub fn list_labelled(
         &self,

@@ -65,12 +65,7 @@ impl Target for LocalTarget {
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<Object>, TargetError>> {
         Box::pin(async move {
-            Ok(self
-                .cluster()
-                .list(selector.kind.as_deref(), selector.namespace.as_deref())
-                .into_iter()
-                .filter(|o| selector.matches(o))
-                .collect())
+            Ok(self.cluster().list_where(|_, o| selector.matches(o)))
         })
     }
 

@@ -30,6 +30,9 @@ pub struct AppsBench {
     /// Timed steady-state refreshes of all apps (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Give up when the first sync of all apps takes longer.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
+    pub sync_timeout: Duration,
 }
 
 fn git(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
@@ -80,7 +83,7 @@ async fn bench(b: AppsBench) -> anyhow::Result<u8> {
         let docs: Vec<_> = (0..b.objects)
             .map(|i| {
                 json!({"apiVersion": "v1", "kind": "ConfigMap",
-                       "metadata": {"name": format!("cm-{i}")},
+                       "metadata": {"name": format!("app-{a:04}-cm-{i}")},
                        "data": {"app": format!("app-{a:04}"), "index": i.to_string(), "settings": "log: info\nport: 8080\n"}})
             })
             .collect();
@@ -128,7 +131,7 @@ async fn bench(b: AppsBench) -> anyhow::Result<u8> {
         }))?;
         engine.create_app_from_object(&app, true)?;
     }
-    let deadline = Instant::now() + Duration::from_secs(900);
+    let deadline = Instant::now() + b.sync_timeout;
     loop {
         let apps = engine.list_apps()?;
         let synced = apps
@@ -142,7 +145,17 @@ async fn bench(b: AppsBench) -> anyhow::Result<u8> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("only {synced} of {} apps synced within 15 minutes", b.apps);
+            let stuck = apps
+                .iter()
+                .map(|a| serde_json::to_value(a).unwrap_or_default())
+                .find(|v| v["status"]["sync"]["status"] != "Synced")
+                .map(|v| serde_json::to_string(&v["status"]).unwrap_or_default())
+                .unwrap_or_default();
+            bail!(
+                "only {synced} of {} apps synced within {:?}; one that is not: {stuck}",
+                b.apps,
+                b.sync_timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
