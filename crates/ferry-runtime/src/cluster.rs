@@ -21,38 +21,7 @@ use crate::{Error, Result};
 
 pub use ferry_core::object::{CLUSTER_SCOPED, is_namespaced};
 
-/// How an apply is made.
-#[derive(Clone, Debug)]
-pub struct ApplyOptions {
-    /// The manager that owns the fields this apply sets.
-    pub field_manager: String,
-    /// Take ownership of fields other managers own instead of reporting a conflict.
-    pub force: bool,
-    /// Compute and return the result without storing it.
-    pub dry_run: bool,
-}
-
-impl Default for ApplyOptions {
-    fn default() -> Self {
-        Self {
-            field_manager: "ferry".into(),
-            force: false,
-            dry_run: false,
-        }
-    }
-}
-
-/// What happens to an owner's dependents when it is deleted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Propagation {
-    /// Delete the owner now, its dependents right after (Kubernetes' default).
-    #[default]
-    Background,
-    /// Same as background here: dependents are deleted along with the owner.
-    Foreground,
-    /// Keep the dependents, removing their owner reference.
-    Orphan,
-}
+pub use ferry_core::target::{ApplyOptions, Propagation};
 
 /// What a watcher is told.
 #[derive(Clone, Debug)]

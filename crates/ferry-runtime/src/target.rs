@@ -2,12 +2,10 @@
 
 use std::sync::Arc;
 
-use ferry_core::target::{
-    ApplyOptions, BoxFuture, Propagation as TargetPropagation, Selector, Target, TargetError,
-};
+use ferry_core::target::{ApplyOptions, BoxFuture, Propagation, Selector, Target, TargetError};
 use ferry_core::{Object, ObjectKey};
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::Cluster;
 use crate::{Error, Runtime};
 
 fn target_error(e: Error) -> TargetError {
@@ -46,14 +44,7 @@ impl Target for LocalTarget {
         obj: &'a Object,
         opts: &'a ApplyOptions,
     ) -> BoxFuture<'a, Result<Object, TargetError>> {
-        Box::pin(async move {
-            let opts = cluster::ApplyOptions {
-                field_manager: opts.field_manager.clone(),
-                force: opts.force,
-                dry_run: opts.dry_run,
-            };
-            self.runtime.apply(obj, &opts).map_err(target_error)
-        })
+        Box::pin(async move { self.runtime.apply(obj, opts).map_err(target_error) })
     }
 
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Option<Object>, TargetError>> {
@@ -64,23 +55,18 @@ impl Target for LocalTarget {
         &'a self,
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<Object>, TargetError>> {
-        Box::pin(async move {
-            Ok(self.cluster().list_where(|_, o| selector.matches(o)))
-        })
+        Box::pin(async move { Ok(self.cluster().list_where(|_, o| selector.matches(o))) })
     }
 
     fn delete<'a>(
         &'a self,
         key: &'a ObjectKey,
-        propagation: TargetPropagation,
+        propagation: Propagation,
     ) -> BoxFuture<'a, Result<bool, TargetError>> {
         Box::pin(async move {
-            let p = match propagation {
-                TargetPropagation::Background => cluster::Propagation::Background,
-                TargetPropagation::Foreground => cluster::Propagation::Foreground,
-                TargetPropagation::Orphan => cluster::Propagation::Orphan,
-            };
-            self.cluster().delete(key, p).map_err(target_error)
+            self.cluster()
+                .delete(key, propagation)
+                .map_err(target_error)
         })
     }
 
