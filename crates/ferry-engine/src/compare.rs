@@ -129,7 +129,7 @@ pub(crate) async fn compare_app(
     app: &str,
     spec: &ApplicationSpec,
     desired: &[Object],
-    claims: &HashMap<ObjectKey, Vec<String>>,
+    claims: &crate::refresh::Claims,
 ) -> Result<Comparison, String> {
     let plan = plan(desired).map_err(|e| e.to_string())?;
     let mut not_resource: HashSet<usize> = plan.skipped.iter().copied().collect();
@@ -158,7 +158,7 @@ pub(crate) async fn compare_app(
         }
         if tracking::is_hook(&o) {
             live_hooks.push(o);
-        } else if wanted_keys.contains(&o.key()) || !claims.contains_key(&o.key()) {
+        } else if wanted_keys.contains(&o.key()) || claims.others(&o.key()).is_none() {
             // An object this app no longer renders but another one does is that app's now.
             live.push(o);
         }
@@ -179,8 +179,8 @@ pub(crate) async fn compare_app(
 
     let mut shared = Vec::new();
     for d in &wanted {
-        if let Some(apps) = claims.get(&d.key()) {
-            shared.push((d.key(), apps.clone()));
+        if let Some(apps) = claims.others(&d.key()) {
+            shared.push((d.key(), apps));
         }
     }
     let shared_keys: HashSet<&ObjectKey> = shared.iter().map(|(k, _)| k).collect();

@@ -117,7 +117,14 @@ pub struct Engine {
     pub(crate) apps: Mutex<BTreeMap<String, AppEntry>>,
     updates: watch::Sender<u64>,
     pub(crate) wake: Notify,
+    /// Bumped whenever an app's claimed keys change (or an app goes), so the index of
+    /// who claims what is rebuilt only then, not on every compare.
+    pub(crate) claims_gen: std::sync::atomic::AtomicU64,
+    pub(crate) claims_index: Mutex<(u64, ClaimsMap)>,
 }
+
+/// Every app's claimed keys, inverted: key → the apps that render it.
+pub(crate) type ClaimsMap = Arc<std::collections::HashMap<ObjectKey, Vec<String>>>;
 
 /// What [`Engine::wait`] waits for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -224,6 +231,8 @@ impl Engine {
             apps: Mutex::new(apps),
             updates: watch::channel(0).0,
             wake: Notify::new(),
+            claims_gen: std::sync::atomic::AtomicU64::new(1),
+            claims_index: Mutex::new((0, Arc::new(std::collections::HashMap::new()))),
         })
     }
 
@@ -440,6 +449,8 @@ impl Engine {
         }
         self.db.delete_app(name)?;
         lock(&self.apps).remove(name);
+        self.claims_gen
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.notify();
         Ok(out)
     }

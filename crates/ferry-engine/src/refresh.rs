@@ -2,6 +2,7 @@
 //! and keep the app's status — writing it only when something changed.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use ferry_core::argo::ApplicationSpec;
 use ferry_core::diff::SyncStatus;
@@ -25,16 +26,26 @@ impl Engine {
         self.with_app(name, |e| (e.app.spec.clone(), e.automation.clone()))
     }
 
-    /// Every key another app renders, with those apps.
-    pub(crate) fn claims_of_others(&self, app: &str) -> HashMap<ObjectKey, Vec<String>> {
-        let apps = lock(&self.apps);
-        let mut out: HashMap<ObjectKey, Vec<String>> = HashMap::new();
-        for (other, e) in apps.iter().filter(|(n, _)| n.as_str() != app) {
-            for key in &e.claims {
-                out.entry(key.clone()).or_default().push(other.clone());
+    /// Who renders which key, for this app's compare: an index of every app's claims,
+    /// rebuilt only when some app's claims changed since it was built.
+    pub(crate) fn claims_of_others(&self, app: &str) -> Claims {
+        use std::sync::atomic::Ordering;
+        let mut index = lock(&self.claims_index);
+        let generation = self.claims_gen.load(Ordering::SeqCst);
+        if index.0 != generation {
+            let apps = lock(&self.apps);
+            let mut map: HashMap<ObjectKey, Vec<String>> = HashMap::new();
+            for (name, e) in apps.iter() {
+                for key in &e.claims {
+                    map.entry(key.clone()).or_default().push(name.clone());
+                }
             }
+            *index = (generation, Arc::new(map));
         }
-        out
+        Claims {
+            index: index.1.clone(),
+            me: app.to_string(),
+        }
     }
 
     /// Compares a render with the target, with the claims of the other apps.
@@ -179,6 +190,8 @@ impl Engine {
             {
                 poke = claims.symmetric_difference(&e.claims).cloned().collect();
                 e.claims = claims;
+                self.claims_gen
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             if let Some(msg) = &e.sync_error {
                 conditions.push((SYNC_ERROR.into(), msg.clone()));
@@ -264,4 +277,19 @@ fn actionable(spec: &ApplicationSpec, c: &Comparison) -> bool {
                     .is_some_and(|o| ObjectOptions::of(o).0.prune)
         }
     })
+}
+
+/// The apps other than one that render each key.
+pub(crate) struct Claims {
+    index: Arc<HashMap<ObjectKey, Vec<String>>>,
+    me: String,
+}
+
+impl Claims {
+    /// The other apps rendering `key`, if any.
+    pub(crate) fn others(&self, key: &ObjectKey) -> Option<Vec<String>> {
+        let apps = self.index.get(key)?;
+        let others: Vec<String> = apps.iter().filter(|a| **a != self.me).cloned().collect();
+        (!others.is_empty()).then_some(others)
+    }
 }
