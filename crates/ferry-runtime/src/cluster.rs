@@ -43,9 +43,57 @@ impl WatchEvent {
     }
 }
 
+/// The label every object an app deploys carries; indexed, since the engine lists
+/// each app's objects by it on every refresh.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+
 struct State {
     objects: BTreeMap<ObjectKey, Object>,
     rv: u64,
+    /// Keys of the objects carrying each value of [`INSTANCE_LABEL`].
+    by_instance: std::collections::HashMap<String, BTreeSet<ObjectKey>>,
+}
+
+impl State {
+    fn new(objects: BTreeMap<ObjectKey, Object>, rv: u64) -> Self {
+        let mut state = Self {
+            objects: BTreeMap::new(),
+            rv,
+            by_instance: std::collections::HashMap::new(),
+        };
+        for (k, o) in objects {
+            state.insert(k, o);
+        }
+        state
+    }
+
+    fn insert(&mut self, key: ObjectKey, obj: Object) {
+        self.unindex(&key);
+        if let Some(v) = obj.label(INSTANCE_LABEL) {
+            self.by_instance
+                .entry(v.to_string())
+                .or_default()
+                .insert(key.clone());
+        }
+        self.objects.insert(key, obj);
+    }
+
+    fn remove(&mut self, key: &ObjectKey) {
+        self.unindex(key);
+        self.objects.remove(key);
+    }
+
+    fn unindex(&mut self, key: &ObjectKey) {
+        if let Some(v) = self.objects.get(key).and_then(|o| o.label(INSTANCE_LABEL)) {
+            let v = v.to_string();
+            if let Some(set) = self.by_instance.get_mut(&v) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_instance.remove(&v);
+                }
+            }
+        }
+    }
 }
 
 /// The object store.
@@ -164,7 +212,7 @@ impl Cluster {
         let (tx, _) = broadcast::channel(4096);
         let (changed, _) = watch::channel(rv);
         Ok(Self {
-            state: RwLock::new(State { objects, rv }),
+            state: RwLock::new(State::new(objects, rv)),
             db,
             tx,
             changed,
@@ -234,6 +282,20 @@ impl Cluster {
             .collect()
     }
 
+    /// Objects carrying `app.kubernetes.io/instance: value`, from the index.
+    pub fn list_instance(&self, value: &str) -> Vec<Object> {
+        let state = self.read();
+        state
+            .by_instance
+            .get(value)
+            .map(|keys| {
+                keys.iter()
+                    .filter_map(|k| state.objects.get(k).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Objects in a namespace carrying every given label.
     pub fn list_labelled(
         &self,
@@ -274,12 +336,8 @@ impl Cluster {
             }
         }
         match obj {
-            Some(o) => {
-                state.objects.insert(key, o);
-            }
-            None => {
-                state.objects.remove(&key);
-            }
+            Some(o) => state.insert(key, o),
+            None => state.remove(&key),
         }
         if let Some(ev) = event {
             let _ = self.tx.send(ev);
@@ -774,6 +832,25 @@ mod tests {
         assert!(p.is_being_deleted());
         c.finalize(&pod.key()).unwrap();
         assert!(c.get(&pod.key()).is_none());
+    }
+
+    #[test]
+    fn instance_index_follows_label_changes_and_deletes() {
+        let c = Cluster::in_memory();
+        let mut d = deploy(1, "a");
+        d.set_meta_entry("labels", INSTANCE_LABEL, "shop");
+        c.apply(&d, &ApplyOptions::default()).unwrap();
+        assert_eq!(c.list_instance("shop").len(), 1);
+        let mut moved = deploy(1, "a");
+        moved.set_meta_entry("labels", INSTANCE_LABEL, "cart");
+        c.apply(&moved, &ApplyOptions::default()).unwrap();
+        assert!(c.list_instance("shop").is_empty());
+        assert_eq!(c.list_instance("cart").len(), 1);
+        assert!(
+            c.delete(&Cluster::canonical_key(&moved), Propagation::Background)
+                .unwrap()
+        );
+        assert!(c.list_instance("cart").is_empty());
     }
 
     #[test]

@@ -55,7 +55,18 @@ impl Target for LocalTarget {
         &'a self,
         selector: &'a Selector,
     ) -> BoxFuture<'a, Result<Vec<Object>, TargetError>> {
-        Box::pin(async move { Ok(self.cluster().list_where(|_, o| selector.matches(o))) })
+        Box::pin(async move {
+            // The engine lists each app's objects by its instance label: use the index.
+            if let Some(app) = selector.labels.get(crate::cluster::INSTANCE_LABEL) {
+                return Ok(self
+                    .cluster()
+                    .list_instance(app)
+                    .into_iter()
+                    .filter(|o| selector.matches(o))
+                    .collect());
+            }
+            Ok(self.cluster().list_where(|_, o| selector.matches(o)))
+        })
     }
 
     fn delete<'a>(
