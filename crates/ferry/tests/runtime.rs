@@ -13,25 +13,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Daemon tests run one at a time, also across processes (nextest runs each test in
-/// its own): daemons on one machine hand out host ports from the same range.
-struct Serial(#[allow(dead_code)] std::fs::File);
+mod util;
 
-fn serial() -> Serial {
-    let path = std::env::temp_dir().join("ferry-daemon-tests.lock");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.lock().unwrap();
-    Serial(file)
-}
-
-fn ferry_bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin!("ferry").to_path_buf()
-}
+use util::{ferry_bin, serial};
 
 /// A tiny HTTP server: `/` answers JSON with its VERSION and pid, `/health` "ok".
 const SERVER_PY: &str = r#"

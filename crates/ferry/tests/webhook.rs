@@ -14,24 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Daemon tests run one at a time, also across processes and test binaries.
-struct Serial(#[allow(dead_code)] std::fs::File);
+mod util;
 
-fn serial() -> Serial {
-    let path = std::env::temp_dir().join("ferry-daemon-tests.lock");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    file.lock().unwrap();
-    Serial(file)
-}
-
-fn ferry_bin() -> PathBuf {
-    assert_cmd::cargo::cargo_bin!("ferry").to_path_buf()
-}
+use util::{ferry_bin, serial};
 
 /// Polls `f` until it gives a value, for at most `secs` seconds; `log` explains a timeout.
 fn eventually<T>(
