@@ -144,27 +144,12 @@ impl World {
     }
 
     fn ferry(&self, args: &[&str]) -> Output {
-        Command::new(ferry_bin())
-            .args(args)
-            .env("FERRY_HOME", self.home())
-            .env_remove("FERRY_SERVER")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        util::run_ferry(self.home(), args)
     }
 
     /// Runs and expects success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ferry(args);
-        assert!(
-            out.status.success(),
-            "ferry {args:?} failed ({:?}):\n{}{}\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log_tail()
-        );
-        String::from_utf8(out.stdout).unwrap()
+        util::expect_ok(args, self.ferry(args), &self.log_tail())
     }
 
     fn app(&self) -> Value {

@@ -506,23 +506,11 @@ fn describe(app: &Value) -> String {
         out.push('\n');
         out.push_str(&output::table(&["CONDITION", "MESSAGE"], &conditions));
     }
-    let resources: Vec<Vec<String>> = app
-        .pointer("/status/resources")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            vec![
-                s(r, "/group").to_string(),
-                s(r, "/kind").to_string(),
-                s(r, "/namespace").to_string(),
-                s(r, "/name").to_string(),
-                s(r, "/status").to_string(),
-                s(r, "/health/status").to_string(),
-                s(r, "/health/message").to_string(),
-            ]
-        })
-        .collect();
+    let resources = rows(
+        app,
+        "/status/resources",
+        &["/status", "/health/status", "/health/message"],
+    );
     if !resources.is_empty() {
         out.push('\n');
         out.push_str(&output::table(
@@ -583,25 +571,30 @@ fn diff(a: NameArgs) -> anyhow::Result<u8> {
     Ok(if differs { EXIT_FINDING } else { EXIT_OK })
 }
 
-/// The result table and phase of a finished operation.
-fn operation_report(op: &Value) -> String {
-    let rows: Vec<Vec<String>> = op
-        .pointer("/syncResult/resources")
+/// One table row per resource in the array at `list`: group, kind, namespace, name,
+/// then the fields at `extra`.
+fn rows(v: &Value, list: &str, extra: &[&str]) -> Vec<Vec<String>> {
+    v.pointer(list)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|r| {
-            vec![
-                s(r, "/group").to_string(),
-                s(r, "/kind").to_string(),
-                s(r, "/namespace").to_string(),
-                s(r, "/name").to_string(),
-                s(r, "/status").to_string(),
-                s(r, "/hookType").to_string(),
-                s(r, "/message").to_string(),
-            ]
+            ["/group", "/kind", "/namespace", "/name"]
+                .iter()
+                .chain(extra)
+                .map(|p| s(r, p).to_string())
+                .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// The result table and phase of a finished operation.
+fn operation_report(op: &Value) -> String {
+    let rows = rows(
+        op,
+        "/syncResult/resources",
+        &["/status", "/hookType", "/message"],
+    );
     let mut out = String::new();
     if !rows.is_empty() {
         out.push_str(&output::table(
