@@ -47,15 +47,73 @@ impl WatchEvent {
 /// each app's objects by it on every refresh.
 pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
+/// An object as the store holds it: its JSON text, and what the listing paths filter
+/// on without decoding it. A parsed `serde_json::Value` of a small Kubernetes object
+/// costs about seven times its text in little maps, and a store of 10,000 objects is
+/// read a few at a time, so text is what is kept; reads decode.
+struct Stored {
+    json: Box<str>,
+    labels: Box<[(Box<str>, Box<str>)]>,
+    /// `metadata.ownerReferences[].uid`, for cascading deletes.
+    owners: Box<[Box<str>]>,
+}
+
+impl Stored {
+    fn encode(obj: &Object) -> Self {
+        let meta = obj.value().get("metadata");
+        let labels = meta
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|(k, v)| Some((k.as_str().into(), v.as_str()?.into())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let owners = meta
+            .and_then(|m| m.get("ownerReferences"))
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid").and_then(Value::as_str))
+                    .map(Into::into)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            json: obj.value().to_string().into_boxed_str(),
+            labels,
+            owners,
+        }
+    }
+
+    fn decode(&self) -> Object {
+        // The text was written by `encode` from a valid object.
+        let value = serde_json::from_str(&self.json).expect("the store holds valid JSON");
+        Object::from_value(value).expect("the store holds valid objects")
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| &**k == key)
+            .map(|(_, v)| &**v)
+    }
+
+    fn has_labels<'a>(&self, mut want: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+        want.all(|(k, v)| self.label(k) == Some(v))
+    }
+}
+
 struct State {
-    objects: BTreeMap<ObjectKey, Object>,
+    objects: BTreeMap<ObjectKey, Stored>,
     rv: u64,
     /// Keys of the objects carrying each value of [`INSTANCE_LABEL`].
     by_instance: std::collections::HashMap<String, BTreeSet<ObjectKey>>,
 }
 
 impl State {
-    fn new(objects: BTreeMap<ObjectKey, Object>, rv: u64) -> Self {
+    fn new(objects: Vec<(ObjectKey, Stored)>, rv: u64) -> Self {
         let mut state = Self {
             objects: BTreeMap::new(),
             rv,
@@ -67,15 +125,19 @@ impl State {
         state
     }
 
-    fn insert(&mut self, key: ObjectKey, obj: Object) {
+    fn get(&self, key: &ObjectKey) -> Option<Object> {
+        self.objects.get(key).map(Stored::decode)
+    }
+
+    fn insert(&mut self, key: ObjectKey, stored: Stored) {
         self.unindex(&key);
-        if let Some(v) = obj.label(INSTANCE_LABEL) {
+        if let Some(v) = stored.label(INSTANCE_LABEL) {
             self.by_instance
                 .entry(v.to_string())
                 .or_default()
                 .insert(key.clone());
         }
-        self.objects.insert(key, obj);
+        self.objects.insert(key, stored);
     }
 
     fn remove(&mut self, key: &ObjectKey) {
@@ -187,7 +249,7 @@ fn set_managers(
 impl Cluster {
     /// Opens the store, loading what `db` holds.
     pub fn open(db: Option<Arc<Db>>) -> Result<Self> {
-        let mut objects = BTreeMap::new();
+        let mut objects = Vec::new();
         let mut rv = 0u64;
         if let Some(db) = &db {
             for (_, body) in db.objects()? {
@@ -200,7 +262,7 @@ impl Cluster {
                 {
                     rv = rv.max(r);
                 }
-                objects.insert(obj.key(), obj);
+                objects.push((obj.key(), Stored::encode(&obj)));
             }
             if let Some(stored) = db
                 .meta("resourceVersion")?
@@ -257,7 +319,7 @@ impl Cluster {
 
     /// One object.
     pub fn get(&self, key: &ObjectKey) -> Option<Object> {
-        self.read().objects.get(key).cloned()
+        self.read().get(key)
     }
 
     /// Objects of a kind (all kinds when `None`) in a namespace (all when `None`), by key order.
@@ -267,18 +329,41 @@ impl Cluster {
             .iter()
             .filter(|(k, _)| kind.is_none_or(|kind| k.kind == kind))
             .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| o.decode())
             .collect()
     }
 
-    /// Objects a predicate picks, tested before anything is cloned (a selector over a
-    /// large store costs a scan, not a copy of everything).
-    pub fn list_where(&self, pred: impl Fn(&ObjectKey, &Object) -> bool) -> Vec<Object> {
+    /// How many objects of a kind there are (all kinds when `None`).
+    pub fn count(&self, kind: Option<&str>) -> usize {
+        self.read()
+            .objects
+            .keys()
+            .filter(|k| kind.is_none_or(|kind| k.kind == kind))
+            .count()
+    }
+
+    /// Objects a selector picks; kind, namespace and labels are tested before
+    /// anything is decoded (a selector over a large store costs a scan, not a copy).
+    pub fn list_selected(&self, selector: &ferry_core::target::Selector) -> Vec<Object> {
         self.read()
             .objects
             .iter()
-            .filter(|(k, o)| pred(k, o))
-            .map(|(_, o)| o.clone())
+            .filter(|(k, _)| selector.kind.as_deref().is_none_or(|kind| k.kind == kind))
+            .filter(|(k, _)| {
+                selector
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|ns| k.namespace == ns)
+            })
+            .filter(|(_, o)| {
+                o.has_labels(
+                    selector
+                        .labels
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+            })
+            .map(|(_, o)| o.decode())
             .collect()
     }
 
@@ -288,11 +373,7 @@ impl Cluster {
         state
             .by_instance
             .get(value)
-            .map(|keys| {
-                keys.iter()
-                    .filter_map(|k| state.objects.get(k).cloned())
-                    .collect()
-            })
+            .map(|keys| keys.iter().filter_map(|k| state.get(k)).collect())
             .unwrap_or_default()
     }
 
@@ -312,7 +393,7 @@ impl Cluster {
                     .iter()
                     .all(|(lk, lv)| lv.as_str().is_some_and(|lv| o.label(lk) == Some(lv)))
             })
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| o.decode())
             .collect()
     }
 
@@ -323,20 +404,21 @@ impl Cluster {
         obj: Option<Object>,
         event: Option<WatchEvent>,
     ) -> Result<()> {
+        let stored = obj.as_ref().map(Stored::encode);
         if let Some(db) = &self.db {
-            match &obj {
-                Some(o) => db.put_object(
+            match &stored {
+                Some(s) => db.put_object_text(
                     &key_string(&key),
                     &key.kind,
                     &key.namespace,
                     &key.name,
-                    o.value(),
+                    &s.json,
                 )?,
                 None => db.delete_object(&key_string(&key))?,
             }
         }
-        match obj {
-            Some(o) => state.insert(key, o),
+        match stored {
+            Some(s) => state.insert(key, s),
             None => state.remove(&key),
         }
         if let Some(ev) = event {
@@ -365,7 +447,7 @@ impl Cluster {
         }
         let applied_paths = fields::paths(&applied);
         let mut state = self.write();
-        let existing = state.objects.get(&key).cloned();
+        let existing = state.get(&key);
         let (mut body, mut owners, is_new) = match &existing {
             Some(live) => (live.value().clone(), managers(live.value()), false),
             None => (json!({}), BTreeMap::new(), true),
@@ -542,7 +624,7 @@ impl Cluster {
             body["metadata"]["namespace"] = Value::String(key.namespace.clone());
         }
         let mut state = self.write();
-        let existing = state.objects.get(&key).cloned();
+        let existing = state.get(&key);
         let is_new = existing.is_none();
         let mut owners = existing
             .as_ref()
@@ -572,11 +654,11 @@ impl Cluster {
     /// Writes an object's `status`; a status equal to the stored one writes nothing.
     pub fn update_status(&self, key: &ObjectKey, status: Value) -> Result<Option<Object>> {
         let mut state = self.write();
-        let Some(live) = state.objects.get(key) else {
+        let Some(live) = state.get(key) else {
             return Ok(None);
         };
         if live.value().get("status") == Some(&status) {
-            return Ok(Some(live.clone()));
+            return Ok(Some(live));
         }
         let mut body = live.value().clone();
         body["status"] = status;
@@ -598,7 +680,7 @@ impl Cluster {
         f: impl FnOnce(&mut Map<String, Value>),
     ) -> Result<Option<Object>> {
         let mut state = self.write();
-        let Some(live) = state.objects.get(key) else {
+        let Some(live) = state.get(key) else {
             return Ok(None);
         };
         let mut obj = live.clone();
@@ -623,7 +705,7 @@ impl Cluster {
     /// Returns whether the object existed.
     pub fn delete(&self, key: &ObjectKey, propagation: Propagation) -> Result<bool> {
         let mut state = self.write();
-        let Some(obj) = state.objects.get(key).cloned() else {
+        let Some(obj) = state.get(key) else {
             return Ok(false);
         };
         self.delete_locked(&mut state, obj, propagation)?;
@@ -646,16 +728,8 @@ impl Cluster {
         let dependents: Vec<Object> = state
             .objects
             .values()
-            .filter(|o| {
-                o.value()
-                    .pointer("/metadata/ownerReferences")
-                    .and_then(Value::as_array)
-                    .is_some_and(|refs| {
-                        refs.iter()
-                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
-                    })
-            })
-            .cloned()
+            .filter(|o| o.owners.iter().any(|u| **u == *uid))
+            .map(Stored::decode)
             .collect();
         for dep in dependents {
             match propagation {
@@ -707,7 +781,7 @@ impl Cluster {
     /// Removes an object for good (a pod whose processes have stopped).
     pub fn finalize(&self, key: &ObjectKey) -> Result<()> {
         let mut state = self.write();
-        if let Some(obj) = state.objects.get(key).cloned() {
+        if let Some(obj) = state.get(key) {
             Self::next_rv(&mut state);
             self.commit(
                 &mut state,

@@ -65,7 +65,7 @@ impl Target for LocalTarget {
                     .filter(|o| selector.matches(o))
                     .collect());
             }
-            Ok(self.cluster().list_where(|_, o| selector.matches(o)))
+            Ok(self.cluster().list_selected(selector))
         })
     }
 

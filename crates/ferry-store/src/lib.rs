@@ -219,12 +219,24 @@ impl Db {
         name: &str,
         body: &Value,
     ) -> Result<()> {
+        self.put_object_text(key, kind, namespace, name, &body.to_string())
+    }
+
+    /// [`Db::put_object`] with the body already serialised as JSON.
+    pub fn put_object_text(
+        &self,
+        key: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        body: &str,
+    ) -> Result<()> {
         self.conn()
             .prepare_cached(
                 "INSERT INTO objects(key, kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(key) DO UPDATE SET body = excluded.body",
             )
-            .and_then(|mut s| s.execute(params![key, kind, namespace, name, body.to_string()]))
+            .and_then(|mut s| s.execute(params![key, kind, namespace, name, body]))
             .map(|_| ())
             .map_err(|e| self.err(e))
     }

@@ -160,7 +160,7 @@ async fn bench(b: AppsBench) -> anyhow::Result<u8> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let first_sync = t.elapsed();
-    let objects = runtime.cluster.list(Some("ConfigMap"), None).len();
+    let objects = runtime.cluster.count(Some("ConfigMap"));
 
     let mut times = Vec::new();
     for _ in 0..b.runs.max(1) {
