@@ -129,7 +129,7 @@ pub(crate) async fn compare_app(
     app: &str,
     spec: &ApplicationSpec,
     desired: &[Object],
-    claims: &crate::refresh::Claims,
+    claims: &crate::refresh::Claims<'_>,
 ) -> Result<Comparison, String> {
     let plan = plan(desired).map_err(|e| e.to_string())?;
     let mut not_resource: HashSet<usize> = plan.skipped.iter().copied().collect();

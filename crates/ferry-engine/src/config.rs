@@ -44,6 +44,12 @@ pub struct EngineConfig {
     pub compare_interval: Duration,
     /// How often waits re-check state when the target reports no change (1 s).
     pub poll_interval: Duration,
+    /// Apps refreshed at once by the controller (Argo's `--status-processors`, 20).
+    /// More only queue for the same cores, and each refresh in flight holds memory.
+    pub status_processors: usize,
+    /// Automated syncs run at once (Argo's `--operation-processors`, 10). A sync
+    /// waiting for a hook or a wave holds its slot; refreshes never wait for one.
+    pub operation_processors: usize,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +65,8 @@ impl Default for EngineConfig {
             sync_timeout: Duration::from_secs(300),
             compare_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(1),
+            status_processors: 20,
+            operation_processors: 10,
         }
     }
 }

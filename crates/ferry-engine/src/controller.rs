@@ -39,7 +39,7 @@ impl Engine {
                         .last_compare
                         .map(|t| t + self.config.compare_interval)
                         .unwrap_or(now);
-                    let mode = if let Some(m) = s.requested.take() {
+                    let mode = if let Some(m) = s.requested {
                         Some(m)
                     } else if fetch_at.is_none_or(|t| t <= now) {
                         Some(FetchMode::Fetch)
@@ -60,19 +60,37 @@ impl Engine {
                         next = next.min(t);
                     }
                     if let Some(mode) = mode {
+                        if self.refresh_slots.available_permits() <= due.len() {
+                            // Every refresh slot is taken: the app waits for one (a
+                            // freed slot wakes this loop). A fetch that starts after
+                            // this moment answers its refresh, so queued apps of one
+                            // repository still share one fetch.
+                            s.waiting_since.get_or_insert_with(std::time::Instant::now);
+                            continue;
+                        }
+                        s.requested = None;
                         s.in_flight = true;
                         s.live_changed = false;
                         if mode == FetchMode::Fetch {
                             s.last_fetch = Some(now);
                         }
-                        due.push((name.clone(), mode));
+                        due.push((name.clone(), mode, s.waiting_since.take()));
                     }
                 }
             }
-            for (name, mode) in due {
+            for (name, mode, asked) in due {
                 let this = self.clone();
+                let Ok(slot) = self.refresh_slots.clone().try_acquire_owned() else {
+                    // Only this loop takes refresh slots and it counted them above; were
+                    // one missing, the app keeps its turn for the next pass.
+                    let _ = self.with_app(&name, |e| {
+                        e.sched.in_flight = false;
+                        e.sched.requested.get_or_insert(mode);
+                    });
+                    continue;
+                };
                 tasks.spawn(async move {
-                    this.reconcile(&name, mode).await;
+                    this.reconcile(&name, mode, asked, slot).await;
                     let _ = this.with_app(&name, |e| e.sched.in_flight = false);
                     this.wake.notify_one();
                 });
@@ -94,11 +112,23 @@ impl Engine {
         tasks.shutdown().await;
     }
 
-    /// One controller pass over one app: refresh, then automated sync if due.
-    async fn reconcile(self: &Arc<Self>, name: &str, mode: FetchMode) {
-        match self.refresh_app(name, mode, false).await {
+    /// One controller pass over one app: refresh (holding `slot`; a fetch that started
+    /// after `asked`, when the app began to wait, will do), then automated
+    /// sync if due. The steps are boxed so that a task waiting for its turn is small:
+    /// a thousand apps queued cost a thousand small tasks, not a thousand syncs' state.
+    async fn reconcile(
+        self: &Arc<Self>,
+        name: &str,
+        mode: FetchMode,
+        asked: Option<std::time::Instant>,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let refreshed = Box::pin(self.refresh_app(name, mode, false, asked)).await;
+        drop(slot);
+        self.wake.notify_one();
+        match refreshed {
             Ok(Some(r)) => {
-                if let Err(e) = self.auto_sync(name, r).await {
+                if let Err(e) = Box::pin(self.auto_sync(name, r)).await {
                     tracing::warn!("app {name}: automated sync: {e}");
                 }
             }
@@ -165,6 +195,9 @@ impl Engine {
         if !op_free {
             return Ok(());
         }
+        let Ok(_slot) = self.sync_slots.acquire().await else {
+            return Ok(());
+        };
         tracing::info!("app {name}: {trigger} sync to {}", short(&r.revision));
         let args = SyncArgs {
             revision: Some(r.revision.clone()),
@@ -177,7 +210,7 @@ impl Engine {
             username: String::new(),
             fetch: FetchMode::Mirror,
         };
-        match self.run_sync(name, args).await {
+        match Box::pin(self.run_sync(name, args)).await {
             Ok(_) | Err(Error::Busy { .. }) => Ok(()),
             Err(e) => Err(e),
         }

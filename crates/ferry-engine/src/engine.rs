@@ -14,7 +14,6 @@ use ferry_core::{Object, ObjectKey};
 use ferry_git::{Credentials, RepoCache};
 use ferry_store::Db;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
@@ -70,6 +69,8 @@ pub(crate) struct Schedule {
     pub(crate) live_changed: bool,
     /// A reconcile task is running for the app.
     pub(crate) in_flight: bool,
+    /// Since when the app has been due for a refresh while every refresh slot was taken.
+    pub(crate) waiting_since: Option<std::time::Instant>,
     /// Self-heal attempts since the app was last Synced.
     pub(crate) self_heal_attempts: u32,
     /// Earliest next self-heal.
@@ -90,8 +91,8 @@ pub(crate) struct AppEntry {
     pub claims: BTreeSet<ObjectKey>,
     pub op_lock: Arc<tokio::sync::Mutex<()>>,
     pub refresh_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The status JSON last written to the database (without `reconciledAt`).
-    pub(crate) saved_status: Value,
+    /// The status last written to the database (without `reconciledAt`).
+    pub(crate) saved_status: AppStatus,
     pub(crate) sched: Schedule,
 }
 
@@ -117,14 +118,17 @@ pub struct Engine {
     pub(crate) apps: Mutex<BTreeMap<String, AppEntry>>,
     updates: watch::Sender<u64>,
     pub(crate) wake: Notify,
-    /// Bumped whenever an app's claimed keys change (or an app goes), so the index of
-    /// who claims what is rebuilt only then, not on every compare.
-    pub(crate) claims_gen: std::sync::atomic::AtomicU64,
-    pub(crate) claims_index: Mutex<(u64, ClaimsMap)>,
+    /// Every app's claimed keys, inverted: key → the apps that render it. Kept in
+    /// step with each app's `claims` (under the `apps` lock, taken first).
+    pub(crate) claims_index: Mutex<ClaimsMap>,
+    /// Refreshes the controller may run at once ([`EngineConfig::status_processors`]).
+    pub(crate) refresh_slots: Arc<tokio::sync::Semaphore>,
+    /// Automated syncs at once ([`EngineConfig::operation_processors`]).
+    pub(crate) sync_slots: tokio::sync::Semaphore,
 }
 
 /// Every app's claimed keys, inverted: key → the apps that render it.
-pub(crate) type ClaimsMap = Arc<std::collections::HashMap<ObjectKey, Vec<String>>>;
+pub(crate) type ClaimsMap = std::collections::HashMap<ObjectKey, Vec<String>>;
 
 /// What [`Engine::wait`] waits for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -151,12 +155,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(crate) fn status_json(status: &AppStatus) -> Value {
-    let mut v = serde_json::to_value(status).unwrap_or(Value::Null);
-    if let Some(m) = v.as_object_mut() {
-        m.remove("reconciledAt");
+/// What decides whether a status is worth writing: all of it but `reconciledAt`.
+pub(crate) fn saved_form(status: &AppStatus) -> AppStatus {
+    AppStatus {
+        reconciled_at: None,
+        ..status.clone()
     }
-    v
 }
 
 impl Engine {
@@ -210,7 +214,7 @@ impl Engine {
                 row.name.clone(),
                 AppEntry {
                     app,
-                    saved_status: status_json(&status),
+                    saved_status: saved_form(&status),
                     status,
                     operation,
                     automation,
@@ -227,12 +231,13 @@ impl Engine {
             db,
             target,
             sources: Arc::new(Sources::new(repos)),
-            config,
             apps: Mutex::new(apps),
             updates: watch::channel(0).0,
             wake: Notify::new(),
-            claims_gen: std::sync::atomic::AtomicU64::new(1),
-            claims_index: Mutex::new((0, Arc::new(std::collections::HashMap::new()))),
+            claims_index: Mutex::new(ClaimsMap::new()),
+            refresh_slots: Arc::new(tokio::sync::Semaphore::new(config.status_processors.max(1))),
+            sync_slots: tokio::sync::Semaphore::new(config.operation_processors.max(1)),
+            config,
         })
     }
 
@@ -384,7 +389,7 @@ impl Engine {
                         name,
                         AppEntry {
                             app,
-                            saved_status: status_json(&status),
+                            saved_status: saved_form(&status),
                             status,
                             operation: None,
                             automation: Automation::default(),
@@ -448,9 +453,12 @@ impl Engine {
             out.kept = kept.iter().map(|i| live[*i].key().to_string()).collect();
         }
         self.db.delete_app(name)?;
-        lock(&self.apps).remove(name);
-        self.claims_gen
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        {
+            let mut apps = lock(&self.apps);
+            if let Some(e) = apps.remove(name) {
+                self.reclaim(name, &e.claims, &BTreeSet::new());
+            }
+        }
         self.notify();
         Ok(out)
     }
@@ -518,9 +526,14 @@ impl Engine {
 
     /// Refreshes an app now: fetches its repository (and with `hard`, renders again
     /// instead of using the cached render), compares, and returns the app. The
-    /// controller then decides on automated sync.
+    /// controller then decides on automated sync. Takes one of the refresh slots the
+    /// controller uses, so a webhook naming a thousand apps queues them instead of
+    /// rendering a thousand at once.
     pub async fn refresh(&self, name: &str, hard: bool) -> Result<AppView> {
-        self.refresh_app(name, FetchMode::Fetch, hard).await?;
+        {
+            let _slot = self.refresh_slots.acquire().await;
+            Box::pin(self.refresh_app(name, FetchMode::Fetch, hard, None)).await?;
+        }
         self.with_app(name, |e| {
             e.sched.last_fetch = Some(Instant::now());
             e.sched.requested.get_or_insert(FetchMode::Mirror);
@@ -537,7 +550,7 @@ impl Engine {
         let (spec, _) = self.snapshot(name)?;
         let desired = self
             .sources
-            .desired(name, &spec, None, None, FetchMode::Mirror, false)
+            .desired(name, &spec, None, None, FetchMode::Mirror, false, None)
             .await
             .map_err(|e| Error::Invalid {
                 app: name.to_string(),
@@ -698,7 +711,7 @@ impl Engine {
                 _ = tokio::time::sleep(self.config.poll_interval) => {
                     if !running {
                         // Without a running controller, keep the status fresh here.
-                        if let Err(e) = self.refresh_app(name, FetchMode::Mirror, false).await {
+                        if let Err(e) = self.refresh_app(name, FetchMode::Mirror, false, None).await {
                             tracing::debug!("wait: refreshing {name}: {e}");
                         }
                     }

@@ -1,8 +1,7 @@
 //! Refresh: render the app's source (fetching when due), compare it with the target,
 //! and keep the app's status — writing it only when something changed.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use ferry_core::argo::ApplicationSpec;
 use ferry_core::diff::SyncStatus;
@@ -11,7 +10,7 @@ use ferry_core::{Object, ObjectKey};
 use tokio::time::Instant;
 
 use crate::compare::{Comparison, compare_app};
-use crate::engine::{Automation, Engine, Refreshed, lock, now_rfc3339, status_json};
+use crate::engine::{Automation, ClaimsMap, Engine, Refreshed, lock, now_rfc3339, saved_form};
 use crate::error::{Error, Result};
 use crate::source::{Desired, FetchMode, SourceError};
 use crate::status::{
@@ -26,26 +25,40 @@ impl Engine {
         self.with_app(name, |e| (e.app.spec.clone(), e.automation.clone()))
     }
 
-    /// Who renders which key, for this app's compare: an index of every app's claims,
-    /// rebuilt only when some app's claims changed since it was built.
-    pub(crate) fn claims_of_others(&self, app: &str) -> Claims {
-        use std::sync::atomic::Ordering;
+    /// Who renders which key, for this app's compare.
+    pub(crate) fn claims_of_others<'a>(&'a self, app: &'a str) -> Claims<'a> {
+        Claims {
+            index: &self.claims_index,
+            me: app,
+        }
+    }
+
+    /// Moves the app `name` in the claims index from the keys `old` to `new`. Call
+    /// with the `apps` lock held. Returns the other apps that render a key that came
+    /// or went: they now share, or no longer share, an object with this one.
+    pub(crate) fn reclaim(
+        &self,
+        name: &str,
+        old: &BTreeSet<ObjectKey>,
+        new: &BTreeSet<ObjectKey>,
+    ) -> BTreeSet<String> {
         let mut index = lock(&self.claims_index);
-        let generation = self.claims_gen.load(Ordering::SeqCst);
-        if index.0 != generation {
-            let apps = lock(&self.apps);
-            let mut map: HashMap<ObjectKey, Vec<String>> = HashMap::new();
-            for (name, e) in apps.iter() {
-                for key in &e.claims {
-                    map.entry(key.clone()).or_default().push(name.clone());
+        let mut others = BTreeSet::new();
+        for key in old.difference(new) {
+            if let Some(apps) = index.get_mut(key) {
+                apps.retain(|a| a != name);
+                others.extend(apps.iter().cloned());
+                if apps.is_empty() {
+                    index.remove(key);
                 }
             }
-            *index = (generation, Arc::new(map));
         }
-        Claims {
-            index: index.1.clone(),
-            me: app.to_string(),
+        for key in new.difference(old) {
+            let apps = index.entry(key.clone()).or_default();
+            others.extend(apps.iter().cloned());
+            apps.push(name.to_string());
         }
+        others
     }
 
     /// Compares a render with the target, with the claims of the other apps.
@@ -101,11 +114,11 @@ impl Engine {
     /// Writes the app's status to the database when it changed (`reconciledAt` aside).
     fn save_status(&self, name: &str) -> Result<()> {
         let changed = self.with_app(name, |e| {
-            let json = status_json(&e.status);
-            if json == e.saved_status {
+            let saved = saved_form(&e.status);
+            if saved == e.saved_status {
                 None
             } else {
-                e.saved_status = json;
+                e.saved_status = saved;
                 Some(serde_json::to_value(&e.status).unwrap_or(Value::Null))
             }
         })?;
@@ -116,20 +129,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Renders (fetching as `fetch` says), compares, and stores the app's status.
+    /// Renders (fetching as `fetch` says; a fetch that started after `asked`, default
+    /// now, counts), compares, and stores the app's status.
     /// Returns what automated sync needs, or `None` when the comparison failed.
     pub(crate) async fn refresh_app(
         &self,
         name: &str,
         fetch: FetchMode,
         hard: bool,
+        asked: Option<std::time::Instant>,
     ) -> Result<Option<Refreshed>> {
         let refresh_lock = self.with_app(name, |e| e.refresh_lock.clone())?;
         let _guard = refresh_lock.lock().await;
         let (spec, _) = self.snapshot(name)?;
         let desired = self
             .sources
-            .desired(name, &spec, None, None, fetch, hard)
+            .desired(name, &spec, None, None, fetch, hard, asked)
             .await;
         let now = now_rfc3339();
         let mut conditions: Vec<(String, String)> = Vec::new();
@@ -179,7 +194,7 @@ impl Engine {
             conditions.insert(0, (COMPARISON_ERROR.into(), u));
         }
         // Other apps that now share an object with this one should say so too.
-        let mut poke: Vec<ObjectKey> = Vec::new();
+        let mut poke = BTreeSet::new();
         {
             let mut apps = lock(&self.apps);
             let Some(e) = apps.get_mut(name) else {
@@ -188,13 +203,33 @@ impl Engine {
             if let Some(claims) = new_claims
                 && claims != e.claims
             {
-                poke = claims.symmetric_difference(&e.claims).cloned().collect();
+                poke = self.reclaim(name, &e.claims, &claims);
                 e.claims = claims;
-                self.claims_gen
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             if let Some(msg) = &e.sync_error {
-                conditions.push((SYNC_ERROR.into(), msg.clone()));
+                // Argo's words when the failure holds automated sync (and self-heal)
+                // back for the commit, so that users know why drift stays.
+                let a = &e.automation;
+                let held = desired
+                    .as_ref()
+                    .ok()
+                    .map(|d| d.revision.as_str())
+                    .filter(|rev| {
+                        spec.sync_policy.as_ref().is_some_and(|p| p.is_automated())
+                            && a.paused_at.is_none()
+                            && a.attempt_failed
+                            && a.attempted_revision.as_deref() == Some(*rev)
+                    });
+                conditions.push((
+                    SYNC_ERROR.into(),
+                    match held {
+                        Some(rev) => format!(
+                            "Failed sync attempt to {rev}: {msg} (automated sync and self-heal \
+                             resume at the next commit; `ferry app sync {name}` retries this one)"
+                        ),
+                        None => msg.clone(),
+                    },
+                ));
             }
             let st = &mut e.status;
             match (&desired, comparison) {
@@ -245,9 +280,8 @@ impl Engine {
             st.reconciled_at = Some(now);
             e.sched.last_compare = Some(Instant::now());
             if !poke.is_empty() {
-                let poke: BTreeSet<&ObjectKey> = poke.iter().collect();
-                for (other, oe) in apps.iter_mut() {
-                    if other != name && oe.claims.iter().any(|k| poke.contains(k)) {
+                for other in &poke {
+                    if let Some(oe) = apps.get_mut(other) {
                         oe.sched.requested.get_or_insert(FetchMode::Mirror);
                     }
                 }
@@ -280,16 +314,17 @@ fn actionable(spec: &ApplicationSpec, c: &Comparison) -> bool {
 }
 
 /// The apps other than one that render each key.
-pub(crate) struct Claims {
-    index: Arc<HashMap<ObjectKey, Vec<String>>>,
-    me: String,
+pub(crate) struct Claims<'a> {
+    index: &'a std::sync::Mutex<ClaimsMap>,
+    me: &'a str,
 }
 
-impl Claims {
+impl Claims<'_> {
     /// The other apps rendering `key`, if any.
     pub(crate) fn others(&self, key: &ObjectKey) -> Option<Vec<String>> {
-        let apps = self.index.get(key)?;
-        let others: Vec<String> = apps.iter().filter(|a| **a != self.me).cloned().collect();
+        let index = lock(self.index);
+        let apps = index.get(key)?;
+        let others: Vec<String> = apps.iter().filter(|a| *a != self.me).cloned().collect();
         (!others.is_empty()).then_some(others)
     }
 }

@@ -102,7 +102,9 @@ impl Sources {
     }
 
     /// The objects `app` wants. `revision` overrides the first source's target
-    /// revision (sync to a commit, rollback); `source` replaces the first source.
+    /// revision (sync to a commit, rollback); `source` replaces the first source. A
+    /// fetch that started after `asked` (default: now) answers this one.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn desired(
         self: &Arc<Self>,
         app: &str,
@@ -111,6 +113,7 @@ impl Sources {
         source: Option<&ApplicationSource>,
         fetch: FetchMode,
         hard: bool,
+        asked: Option<std::time::Instant>,
     ) -> Result<Desired, SourceError> {
         let mut sources: Vec<ApplicationSource> = spec.all_sources().into_iter().cloned().collect();
         if let Some(s) = source {
@@ -164,7 +167,7 @@ impl Sources {
                 revision: rev,
                 fetch,
                 opts,
-                asked: std::time::Instant::now(),
+                asked: asked.unwrap_or_else(std::time::Instant::now),
             };
             let this = self.clone();
             let (commit, rendered, unreachable) =

@@ -348,7 +348,7 @@ impl Engine {
         // status is brought up to date.
         drop(guard);
         self.notify();
-        if let Err(e) = self.refresh_app(name, FetchMode::Mirror, false).await {
+        if let Err(e) = self.refresh_app(name, FetchMode::Mirror, false, None).await {
             tracing::warn!("app {name}: refresh after sync: {e}");
         }
         Ok(op)
@@ -372,6 +372,7 @@ impl Engine {
                 args.source.as_ref(),
                 args.fetch,
                 false,
+                None,
             )
             .await;
         let unreachable = self
@@ -912,6 +913,7 @@ impl Engine {
         let deadline = Instant::now() + self.config.sync_timeout;
         let target = self.target.clone();
         let mut last: BTreeMap<usize, String> = BTreeMap::new();
+        let mut degraded_since: BTreeMap<usize, Instant> = BTreeMap::new();
         loop {
             let changed = target.changed();
             let pending: Vec<usize> = (0..items.len())
@@ -946,17 +948,32 @@ impl Engine {
                     );
                     continue;
                 }
+                let degraded = healths[j]
+                    .as_ref()
+                    .is_some_and(|h| h.status == HealthStatus::Degraded);
+                if !degraded {
+                    degraded_since.remove(i);
+                }
                 match &healths[j] {
                     None => out[*i] = Waited::Ok,
                     Some(h) => match h.status {
                         HealthStatus::Healthy => out[*i] = Waited::Ok,
                         HealthStatus::Suspended if !item.hook => out[*i] = Waited::Ok,
                         HealthStatus::Degraded => {
-                            out[*i] = Waited::Failed(if item.hook {
+                            let message = if item.hook {
                                 format!("hook {what} failed: {}", h.message)
                             } else {
                                 format!("{what} is Degraded: {}", h.message)
-                            });
+                            };
+                            // A pod's waiting reason can predate what this sync just
+                            // applied (the Secret key a stuck container waits for):
+                            // fail only on a verdict that outlasts one re-check.
+                            let since = *degraded_since.entry(*i).or_insert_with(Instant::now);
+                            if since.elapsed() >= self.config.poll_interval {
+                                out[*i] = Waited::Failed(message);
+                            } else {
+                                last.insert(*i, message);
+                            }
                         }
                         s => {
                             last.insert(

@@ -323,6 +323,7 @@ pub fn config() -> EngineConfig {
         sync_timeout: Duration::from_secs(15),
         compare_interval: Duration::from_millis(50),
         poll_interval: Duration::from_millis(50),
+        ..EngineConfig::default()
     }
 }
 
