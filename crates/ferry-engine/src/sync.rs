@@ -609,7 +609,10 @@ impl Engine {
                     waits.len()
                 );
                 let _ = self.record_operation(name, op);
-                if let Some(f) = self.settle(&waits, &mut result).await {
+                // The app's status follows a sync that waits, as Argo CD's does:
+                // Synced once everything is applied, Progressing while a rollout runs.
+                let status_of = (!args.dry_run).then_some(name);
+                if let Some(f) = self.settle(&waits, &mut result, status_of).await {
                     failure = Some(f);
                     break 'phases;
                 }
@@ -695,7 +698,7 @@ impl Engine {
                 }
                 result.resources.push(r);
             }
-            let _ = self.settle(&waits, result).await;
+            let _ = self.settle(&waits, result, None).await;
         }
     }
 
@@ -865,8 +868,15 @@ impl Engine {
     /// Waits until every item is healthy (hooks: finished), fails at once on a
     /// Degraded one, applies hook deletion policies, and updates the result rows.
     /// Returns the first failure.
-    async fn settle(&self, items: &[WaitItem], result: &mut SyncResult) -> Option<String> {
-        let outcomes = self.wait_for(items).await;
+    /// While waiting, the status of `app` (when given) is compared again as the target
+    /// changes, at most every `compare_interval`.
+    async fn settle(
+        &self,
+        items: &[WaitItem],
+        result: &mut SyncResult,
+        app: Option<&str>,
+    ) -> Option<String> {
+        let outcomes = self.wait_for(items, app).await;
         let mut failure = None;
         for (item, outcome) in items.iter().zip(outcomes) {
             let r = &mut result.resources[item.row];
@@ -905,7 +915,15 @@ impl Engine {
         failure
     }
 
-    async fn wait_for(&self, items: &[WaitItem]) -> Vec<Waited> {
+    /// Compares the app again during a sync (compare only, no fetch); a failure is
+    /// logged, the sync goes on.
+    async fn refresh_status(&self, app: &str) {
+        if let Err(e) = Box::pin(self.refresh_app(app, FetchMode::Mirror, false, None)).await {
+            tracing::warn!("app {app}: refresh during sync: {e}");
+        }
+    }
+
+    async fn wait_for(&self, items: &[WaitItem], app: Option<&str>) -> Vec<Waited> {
         let mut out = vec![Waited::Pending; items.len()];
         if items.is_empty() {
             return out;
@@ -914,6 +932,9 @@ impl Engine {
         let target = self.target.clone();
         let mut last: BTreeMap<usize, String> = BTreeMap::new();
         let mut degraded_since: BTreeMap<usize, Instant> = BTreeMap::new();
+        // When the app's status was last compared during this wait (first: before
+        // the first wait).
+        let mut last_status: Option<Instant> = None;
         loop {
             let changed = target.changed();
             let pending: Vec<usize> = (0..items.len())
@@ -1012,6 +1033,12 @@ impl Engine {
                     }
                 }
                 return out;
+            }
+            if let Some(app) = app
+                && last_status.is_none_or(|t| t.elapsed() >= self.config.compare_interval)
+            {
+                self.refresh_status(app).await;
+                last_status = Some(Instant::now());
             }
             tokio::select! {
                 _ = changed => {}

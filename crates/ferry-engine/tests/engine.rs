@@ -204,6 +204,40 @@ async fn waves_apply_in_order_and_each_waits_for_the_previous_to_be_healthy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn while_an_automated_sync_waits_for_a_rollout_the_app_is_already_synced_and_progressing() {
+    // minReadySeconds keeps the rollout going for a while after the apply.
+    let dep = deployment(2, "registry.local/web:1").replace(
+        "spec:\n  replicas: 2",
+        "spec:\n  minReadySeconds: 3\n  replicas: 2",
+    );
+    let w = World::new(&[("app/deployment.yaml", &dep)]);
+    w.engine
+        .create_app(w.app("web", "app", automated(json!({}))), false)
+        .unwrap();
+    // As in Argo CD: the app is Synced as soon as everything is applied, and its
+    // health follows the rollout while the operation still runs (an automated sync
+    // runs inside the controller's pass over the app, which used to freeze its status
+    // until the sync ended).
+    eventually("Synced and Progressing during the sync", T, || async {
+        let v = w.view("web");
+        let running = v
+            .status
+            .operation_state
+            .as_ref()
+            .is_some_and(|o| o.phase == OperationPhase::Running);
+        (running
+            && v.status.status.sync.status == SyncCode::Synced
+            && v.status.status.health.status == HealthStatus::Progressing)
+            .then_some(())
+    })
+    .await;
+    w.engine
+        .wait("web", synced_healthy(), T)
+        .await
+        .expect("the sync ends Synced and Healthy");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_presync_job_hook_runs_first_and_is_deleted_once_it_succeeded() {
     let w = World::new(&[
         (

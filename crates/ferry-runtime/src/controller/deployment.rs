@@ -186,13 +186,15 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
             } else {
                 (spec_replicas(&new) + budget).min(replicas)
             };
+            let before = spec_replicas(&new);
             let new = scale(cluster, &new, target)?;
-            if target != spec_replicas(new_rs.as_ref().expect("set")) {
+            if target != before {
+                let verb = if target > before { "up" } else { "down" };
                 cluster.record_event(
                     &d.key(),
                     false,
                     "ScalingReplicaSet",
-                    &format!("Scaled up replica set {} to {target}", new.name()),
+                    &format!("Scaled {verb} replica set {} to {target}", new.name()),
                 );
             }
             // Scale down old ReplicaSets within the unavailability budget.
