@@ -814,8 +814,10 @@ impl Engine {
         let key = obj.key();
         match self.target.get(&key).await {
             Ok(Some(_)) => {
+                // In the foreground, as Argo CD does: the previous hook (a Job, say) is
+                // gone only once its pods are, so the new one never runs beside it.
                 self.target
-                    .delete(&key, Propagation::Background)
+                    .delete(&key, Propagation::Foreground)
                     .await
                     .map_err(|e| format!("deleting the previous hook {key}: {e}"))?;
                 self.wait_gone(&key).await?;

@@ -19,6 +19,9 @@ use tokio::sync::{broadcast, watch};
 use crate::fields::{self, Path};
 use crate::{Error, Result};
 
+/// The finalizer an owner deleted in the foreground carries until its dependents are gone.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
+
 pub use ferry_core::object::{CLUSTER_SCOPED, is_namespaced};
 
 pub use ferry_core::target::{ApplyOptions, Propagation};
@@ -273,12 +276,54 @@ impl Cluster {
         }
         let (tx, _) = broadcast::channel(4096);
         let (changed, _) = watch::channel(rv);
-        Ok(Self {
+        let cluster = Self {
             state: RwLock::new(State::new(objects, rv)),
             db,
             tx,
             changed,
-        })
+        };
+        cluster.release_waiting_owners()?;
+        Ok(cluster)
+    }
+
+    /// Removes the owners left waiting in foreground deletion with no dependent: a
+    /// daemon killed between removing an owner's last dependent and the owner itself
+    /// leaves one behind.
+    fn release_waiting_owners(&self) -> Result<()> {
+        let mut state = self.write();
+        let waiting: Vec<ObjectKey> = state
+            .objects
+            .iter()
+            .filter(|(_, o)| o.json.contains(FOREGROUND_DELETION))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in waiting {
+            let Some(owner) = state.get(&key) else {
+                continue;
+            };
+            let marked = owner.is_being_deleted()
+                && owner
+                    .value()
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
+            let uid = owner
+                .value()
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if marked && !Self::has_dependents(&state, uid) {
+                Self::next_rv(&mut state);
+                self.commit(
+                    &mut state,
+                    key,
+                    None,
+                    Some(WatchEvent::Deleted(owner.clone())),
+                )?;
+                self.release_owners(&mut state, &owner)?;
+            }
+        }
+        Ok(())
     }
 
     /// An in-memory store, for tests.
@@ -771,9 +816,84 @@ impl Cluster {
                 Value::String(Self::next_rv(state)),
             );
             self.commit(state, key, Some(o.clone()), Some(WatchEvent::Modified(o)))?;
+        } else if propagation == Propagation::Foreground && Self::has_dependents(state, &uid) {
+            // Kubernetes' foreground deletion: the owner stays, marked, until its
+            // dependents (pods still stopping) are gone; `release_owners` removes it then.
+            if obj.is_being_deleted() {
+                return Ok(());
+            }
+            let mut o = obj;
+            let meta = o.metadata_mut();
+            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            let finalizers = meta
+                .entry("finalizers")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = finalizers.as_array_mut()
+                && !list.iter().any(|f| f == FOREGROUND_DELETION)
+            {
+                list.push(Value::String(FOREGROUND_DELETION.into()));
+            }
+            o.metadata_mut().insert(
+                "resourceVersion".into(),
+                Value::String(Self::next_rv(state)),
+            );
+            self.commit(state, key, Some(o.clone()), Some(WatchEvent::Modified(o)))?;
         } else {
             Self::next_rv(state);
-            self.commit(state, key, None, Some(WatchEvent::Deleted(obj)))?;
+            self.commit(state, key, None, Some(WatchEvent::Deleted(obj.clone())))?;
+            self.release_owners(state, &obj)?;
+        }
+        Ok(())
+    }
+
+    /// Whether any object names `uid` among its owners.
+    fn has_dependents(state: &State, uid: &str) -> bool {
+        !uid.is_empty()
+            && state
+                .objects
+                .values()
+                .any(|o| o.owners.iter().any(|u| **u == *uid))
+    }
+
+    /// After `gone` was removed: removes each owner of it that waits in foreground
+    /// deletion and has no dependent left (and so on up the chain).
+    fn release_owners(&self, state: &mut State, gone: &Object) -> Result<()> {
+        let refs = gone
+            .value()
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for r in refs {
+            let field = |f: &str| r.get(f).and_then(Value::as_str).unwrap_or_default();
+            let kind = field("kind");
+            let group = ferry_core::object::split_api_version(field("apiVersion")).0;
+            let ns = if is_namespaced(kind) {
+                gone.namespace()
+            } else {
+                ""
+            };
+            let key = ObjectKey::new(group, kind, ns, field("name"));
+            let Some(owner) = state.get(&key) else {
+                continue;
+            };
+            let uid = field("uid");
+            let waiting = owner
+                .value()
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                == Some(uid)
+                && owner.is_being_deleted()
+                && owner
+                    .value()
+                    .pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
+            if waiting && !Self::has_dependents(state, uid) {
+                Self::next_rv(state);
+                self.commit(state, key, None, Some(WatchEvent::Deleted(owner.clone())))?;
+                self.release_owners(state, &owner)?;
+            }
         }
         Ok(())
     }
@@ -787,8 +907,9 @@ impl Cluster {
                 &mut state,
                 key.clone(),
                 None,
-                Some(WatchEvent::Deleted(obj)),
+                Some(WatchEvent::Deleted(obj.clone())),
             )?;
+            self.release_owners(&mut state, &obj)?;
         }
         Ok(())
     }
@@ -906,6 +1027,49 @@ mod tests {
         assert!(p.is_being_deleted());
         c.finalize(&pod.key()).unwrap();
         assert!(c.get(&pod.key()).is_none());
+    }
+
+    #[test]
+    fn a_foreground_delete_keeps_the_owner_until_its_pods_are_gone() {
+        let c = Cluster::in_memory();
+        let d = c.apply(&deploy(1, "a"), &ApplyOptions::default()).unwrap();
+        let uid = d.value()["metadata"]["uid"].clone();
+        let pod = obj(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}]},
+            "spec": {"containers": [{"name": "web", "image": "a"}]}}));
+        let pod = c.create(&pod, "test").unwrap();
+        assert!(c.delete(&d.key(), Propagation::Foreground).unwrap());
+        let owner = c.get(&d.key()).expect("kept while its pod stops");
+        assert!(owner.is_being_deleted());
+        assert_eq!(
+            owner.value()["metadata"]["finalizers"],
+            json!(["foregroundDeletion"])
+        );
+        assert!(c.apply(&deploy(1, "a"), &ApplyOptions::default()).is_err());
+        assert!(c.get(&pod.key()).unwrap().is_being_deleted());
+        c.finalize(&pod.key()).unwrap();
+        assert!(c.get(&pod.key()).is_none());
+        assert!(c.get(&d.key()).is_none(), "gone with its last pod");
+    }
+
+    #[test]
+    fn an_owner_left_waiting_by_a_killed_daemon_is_removed_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("ferry.db")).unwrap());
+        let c = Cluster::open(Some(db.clone())).unwrap();
+        let d = c.apply(&deploy(1, "a"), &ApplyOptions::default()).unwrap();
+        let uid = d.value()["metadata"]["uid"].clone();
+        let pod = obj(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}]},
+            "spec": {"containers": [{"name": "web", "image": "a"}]}}));
+        let pod = c.create(&pod, "test").unwrap();
+        c.delete(&d.key(), Propagation::Foreground).unwrap();
+        // As if the daemon died right after removing the pod, before the owner.
+        db.delete_object(&key_string(&pod.key())).unwrap();
+        drop(c);
+        let c = Cluster::open(Some(db)).unwrap();
+        assert!(c.get(&pod.key()).is_none());
+        assert!(c.get(&d.key()).is_none(), "released at start");
     }
 
     #[test]
