@@ -4,6 +4,7 @@ pub mod app;
 pub mod apply;
 pub mod bench;
 pub mod bench_apps;
+pub mod bench_push;
 pub mod bench_runtime;
 pub mod delete;
 pub mod describe;

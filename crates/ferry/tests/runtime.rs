@@ -415,35 +415,7 @@ fn stderr(o: &Output) -> String {
 
 /// Pids of Python processes running `server.py` from this FERRY_HOME's unpacked images.
 fn server_pids(home: &Path) -> Vec<u32> {
-    let home = std::fs::canonicalize(home).unwrap();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let zombie = std::fs::read_to_string(e.path().join("stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(true);
-        let ours = std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&home));
-        // The interpreter itself: wrappers on the way to it (a pyenv shim's shell and
-        // its subshells) carry the same command line for a moment.
-        let python = std::fs::read_link(e.path().join("exe")).is_ok_and(|exe| {
-            exe.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("python"))
-        });
-        if !zombie && ours && python && String::from_utf8_lossy(&cmdline).contains("server.py") {
-            out.push(pid);
-        }
-    }
-    out.sort();
-    out
+    util::workload_pids(home, "server.py", true)
 }
 
 #[test]

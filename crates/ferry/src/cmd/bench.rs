@@ -24,6 +24,9 @@ pub enum BenchCmd {
     Runtime(super::bench_runtime::RuntimeBench),
     /// GitOps engine: first sync and steady-state refresh of many apps from one repository.
     Apps(super::bench_apps::AppsBench),
+    /// GitOps end to end: a `git push` to a hooked bare repository → the app Synced, and
+    /// → Healthy after a rolling update of the quickstart, against a real `ferry serve`.
+    Push(super::bench_push::PushBench),
 }
 
 /// `ferry bench render`.
@@ -61,6 +64,7 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<u8> {
         BenchCmd::Core(b) => core(b),
         BenchCmd::Runtime(b) => super::bench_runtime::run(b),
         BenchCmd::Apps(b) => super::bench_apps::run(b),
+        BenchCmd::Push(b) => super::bench_push::run(b),
     }
 }
 

@@ -52,33 +52,19 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let dir = std::fs::canonicalize(&args.dir)
-        .with_context(|| format!("{}: no such directory", args.dir.display()))?;
-    let app_file = dir.join("application.yaml");
-    let text = std::fs::read_to_string(&app_file).with_context(|| {
-        format!(
-            "reading {}: ferry up needs an Argo CD Application there",
-            app_file.display()
-        )
-    })?;
-    let mut objects = ferry_core::parse::parse_str(&text, &app_file.display().to_string())?;
-    let Some(pos) = objects.iter().position(|o| o.kind() == "Application") else {
-        bail!("{}: no Application in this file", app_file.display());
-    };
-    let mut app = objects.swap_remove(pos);
-    let name = app.name().to_string();
-    let source_path = app
-        .value()
-        .pointer("/spec/source/path")
-        .and_then(Value::as_str)
-        .unwrap_or(".")
-        .to_string();
+    let Declared {
+        dir,
+        app_file,
+        app,
+        name,
+        source_path,
+    } = Declared::load(&args.dir)?;
     let home = home::ferry_home();
 
     if dir.join("app").is_dir() {
         let tag = format!("{name}:v1");
         say(&format!("building image {tag} …"));
-        build_image(&dir.join("app"), &tag)?;
+        build_image(&home::images_dir(), &dir.join("app"), &tag)?;
         say(" done\n");
     }
     let dir_name = dir
@@ -92,9 +78,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
         create_repo(&repo, &dir.join("manifests"), &source_path)?;
         say(&format!("gitops repo {} (created)\n", repo.display()));
     }
-    let mut doc = app.value().clone();
-    doc["spec"]["source"]["repoURL"] = Value::String(repo.display().to_string());
-    app = ferry_core::Object::from_value(doc)?;
+    let app = with_repo(&app, &repo)?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -163,15 +147,74 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
     code
 }
 
+/// What a directory for `ferry up` declares.
+pub(crate) struct Declared {
+    /// The directory, absolute.
+    pub dir: PathBuf,
+    /// `DIR/application.yaml`.
+    pub app_file: PathBuf,
+    /// The Application in it.
+    pub app: ferry_core::Object,
+    /// The app's name.
+    pub name: String,
+    /// Where its manifests go in the GitOps repository (`spec.source.path`).
+    pub source_path: String,
+}
+
+impl Declared {
+    /// Reads `DIR/application.yaml`.
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+        let dir = std::fs::canonicalize(dir)
+            .with_context(|| format!("{}: no such directory", dir.display()))?;
+        let app_file = dir.join("application.yaml");
+        let text = std::fs::read_to_string(&app_file).with_context(|| {
+            format!(
+                "reading {}: ferry up needs an Argo CD Application there",
+                app_file.display()
+            )
+        })?;
+        let mut objects = ferry_core::parse::parse_str(&text, &app_file.display().to_string())?;
+        let Some(pos) = objects.iter().position(|o| o.kind() == "Application") else {
+            bail!("{}: no Application in this file", app_file.display());
+        };
+        let app = objects.swap_remove(pos);
+        let name = app.name().to_string();
+        let source_path = app
+            .value()
+            .pointer("/spec/source/path")
+            .and_then(Value::as_str)
+            .unwrap_or(".")
+            .to_string();
+        Ok(Self {
+            dir,
+            app_file,
+            app,
+            name,
+            source_path,
+        })
+    }
+}
+
+/// `app` with its source's `repoURL` set to the local repository `repo`.
+pub(crate) fn with_repo(
+    app: &ferry_core::Object,
+    repo: &Path,
+) -> anyhow::Result<ferry_core::Object> {
+    let mut doc = app.value().clone();
+    doc["spec"]["source"]["repoURL"] = Value::String(repo.display().to_string());
+    Ok(ferry_core::Object::from_value(doc)?)
+}
+
 fn say(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn build_image(context: &Path, tag: &str) -> anyhow::Result<()> {
-    let dir = home::images_dir();
-    let store = ferry_oci::Store::open(&dir)
+/// Builds `context` into the image store `dir` as `tag` (`NAME:VERSION`), run with
+/// `python3 server.py` and `VERSION` set.
+pub(crate) fn build_image(dir: &Path, context: &Path, tag: &str) -> anyhow::Result<()> {
+    let store = ferry_oci::Store::open(dir)
         .with_context(|| format!("opening the image store {}", dir.display()))?;
     let version = tag.rsplit(':').next().unwrap_or("v1");
     let opts = ferry_oci::BuildOptions {
@@ -186,7 +229,8 @@ fn build_image(context: &Path, tag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<()> {
+/// `git ARGS` in `repo` as the author `ferry`; its trimmed standard output.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .args(args)
         .current_dir(repo)
@@ -204,11 +248,11 @@ fn git(repo: &Path, args: &[&str]) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// A Git repository at `repo` whose `path` holds a copy of `manifests`.
-fn create_repo(repo: &Path, manifests: &Path, path: &str) -> anyhow::Result<()> {
+pub(crate) fn create_repo(repo: &Path, manifests: &Path, path: &str) -> anyhow::Result<()> {
     let dest = repo.join(path);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     copy_dir(manifests, &dest)?;
