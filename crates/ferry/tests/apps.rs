@@ -112,7 +112,8 @@ impl World {
         self.home.path()
     }
 
-    fn git(&self, args: &[&str]) {
+    /// `git ARGS` in the repository; its stdout.
+    fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
             .current_dir(&self.repo)
@@ -127,20 +128,61 @@ impl World {
             "git {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8(out.stdout).unwrap()
     }
 
-    fn commit(&self, message: &str) {
+    /// Commits everything; returns the new commit's id.
+    fn commit(&self, message: &str) -> String {
         self.git(&["add", "-A"]);
         self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"]).trim().to_string()
     }
 
-    /// Rewrites `manifests/greeter.yaml` with `from` replaced by `to`, and commits.
-    fn edit_greeter(&self, from: &str, to: &str) {
-        let path = self.repo.join("manifests/greeter.yaml");
+    /// Rewrites `manifests/FILE` with `from` replaced by `to`, and commits; returns
+    /// the commit's id.
+    fn edit(&self, file: &str, from: &str, to: &str) -> String {
+        let path = self.repo.join("manifests").join(file);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from:?} not in greeter.yaml");
+        assert!(text.contains(from), "{from:?} not in {file}");
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-        self.commit(&format!("{from} -> {to}"));
+        self.commit(&format!("{from} -> {to}"))
+    }
+
+    fn edit_greeter(&self, from: &str, to: &str) -> String {
+        self.edit("greeter.yaml", from, to)
+    }
+
+    /// Registers the quickstart's `application.yaml` for this repository, without its
+    /// automated sync policy unless `automated`.
+    fn create_app(&self, automated: bool) {
+        let app_file = self.home().join("application.yaml");
+        let mut text = std::fs::read_to_string(quickstart().join("application.yaml"))
+            .unwrap()
+            .replace(
+                "file:///path/to/quickstart-gitops",
+                self.repo.to_str().unwrap(),
+            );
+        if !automated {
+            text = text.replace(
+                "    automated:\n      prune: true\n      selfHeal: true\n",
+                "",
+            );
+        }
+        std::fs::write(&app_file, text).unwrap();
+        self.ok(&["app", "create", "-f", app_file.to_str().unwrap()]);
+    }
+
+    /// Waits until the app is Synced and Healthy.
+    fn wait_synced_healthy(&self) {
+        self.ok(&[
+            "app",
+            "wait",
+            "greeter",
+            "--sync",
+            "--health",
+            "--timeout",
+            "60s",
+        ]);
     }
 
     fn ferry(&self, args: &[&str]) -> Output {
@@ -154,6 +196,57 @@ impl World {
 
     fn app(&self) -> Value {
         serde_json::from_str(&self.ok(&["app", "get", "greeter", "-o", "json"])).unwrap()
+    }
+
+    /// The pods of the `demo` namespace.
+    fn pods(&self) -> Vec<Value> {
+        let v: Value =
+            serde_json::from_str(&self.ok(&["get", "pods", "-n", "demo", "-o", "json"])).unwrap();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `http://127.0.0.1:PORT/` of the greeter Service's host listener.
+    fn service_url(&self) -> String {
+        let svc: Value = serde_json::from_str(
+            &self.ok(&["get", "service", "greeter", "-n", "demo", "-o", "json"]),
+        )
+        .unwrap();
+        let ports = svc
+            .pointer("/metadata/annotations/ferry.dev~1host-ports")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no host ports on the Service: {svc}"));
+        let ports: Value = serde_json::from_str(ports).unwrap();
+        let port = ports
+            .as_object()
+            .and_then(|m| m.values().find_map(Value::as_u64))
+            .unwrap_or_else(|| panic!("no host port in {ports}"));
+        format!("http://127.0.0.1:{port}/")
+    }
+
+    /// `ferry scale deployment greeter --replicas N -n demo`: drift.
+    fn scale_by_hand(&self, replicas: u32) {
+        let n = replicas.to_string();
+        self.ok(&[
+            "scale",
+            "deployment",
+            "greeter",
+            "--replicas",
+            &n,
+            "-n",
+            "demo",
+        ]);
+    }
+
+    /// The id and the line of the newest `ferry app history` entry.
+    fn last_history(&self) -> (u64, String) {
+        let history = self.ok(&["app", "history", "greeter"]);
+        let line = history.lines().last().unwrap_or_default().trim_end();
+        let id = line
+            .split_whitespace()
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or(0);
+        (id, line.to_string())
     }
 
     fn replicas(&self) -> Option<i64> {
@@ -231,19 +324,7 @@ fn an_app_follows_git_through_sync_rollback_bad_commits_and_drift() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
 
     // Created manually (no automation yet), synced, waited healthy.
-    let app_file = w.home().join("application.yaml");
-    let text = std::fs::read_to_string(quickstart().join("application.yaml"))
-        .unwrap()
-        .replace(
-            "file:///path/to/quickstart-gitops",
-            w.repo.to_str().unwrap(),
-        )
-        .replace(
-            "    automated:\n      prune: true\n      selfHeal: true\n",
-            "",
-        );
-    std::fs::write(&app_file, text).unwrap();
-    w.ok(&["app", "create", "-f", app_file.to_str().unwrap()]);
+    w.create_app(false);
     let listed = w.ok(&["app", "list"]);
     assert!(
         listed.starts_with("NAME") && listed.contains("greeter"),
@@ -282,15 +363,7 @@ fn an_app_follows_git_through_sync_rollback_bad_commits_and_drift() {
     w.eventually("3 replicas from Git", 30, || {
         (w.replicas() == Some(3)).then_some(())
     });
-    w.ok(&[
-        "app",
-        "wait",
-        "greeter",
-        "--sync",
-        "--health",
-        "--timeout",
-        "60s",
-    ]);
+    w.wait_synced_healthy();
     let history = w.ok(&["app", "history", "greeter"]);
     assert_eq!(history.lines().count(), 3, "header + 2 entries:\n{history}");
 
@@ -330,22 +403,42 @@ fn an_app_follows_git_through_sync_rollback_bad_commits_and_drift() {
     assert_eq!(w.replicas(), before);
     std::fs::remove_file(w.repo.join("manifests/broken.yaml")).unwrap();
     w.commit("fix yaml");
-    w.ok(&[
-        "app",
-        "wait",
-        "greeter",
-        "--sync",
-        "--health",
-        "--timeout",
-        "60s",
-    ]);
+    w.wait_synced_healthy();
 
-    // Drift: self-heal puts Git's replica count back.
+    // Drift: replicas scaled and a ConfigMap deleted by hand come back from Git, and
+    // the history says which sync did it. The first drift is synced as the commit it
+    // happened on ("fix yaml" needed no sync of its own); drift on a commit already
+    // synced is self-heal's.
     let want = w.replicas();
-    w.ok(&["scale", "deploy/greeter", "--replicas", "5", "-n", "demo"]);
-    w.eventually("self-heal restores replicas", 30, || {
-        (w.replicas() == want).then_some(())
-    });
+    for triggers in [&["automated", "self-heal"][..], &["self-heal"]] {
+        let (before, _) = w.last_history();
+        w.scale_by_hand(5);
+        w.ok(&["delete", "configmap", "greeter-config", "-n", "demo"]);
+        w.eventually(
+            &format!("{triggers:?} restores replicas and ConfigMap"),
+            30,
+            || {
+                let (id, entry) = w.last_history();
+                let out = w.ferry(&[
+                    "get",
+                    "configmap",
+                    "greeter-config",
+                    "-n",
+                    "demo",
+                    "-o",
+                    "json",
+                ]);
+                let cm: Value = serde_json::from_slice(&out.stdout).ok()?;
+                (w.replicas() == want
+                    && cm["data"]["greeting"] == "Hello from ferry"
+                    && id > before
+                    && entry.contains("Succeeded")
+                    && triggers.iter().any(|t| entry.ends_with(t)))
+                .then_some(())
+            },
+        );
+        w.wait_synced_healthy();
+    }
 
     // Delete cascades.
     w.ok(&["app", "delete", "greeter"]);
@@ -353,6 +446,128 @@ fn an_app_follows_git_through_sync_rollback_bad_commits_and_drift() {
         w.replicas().is_none().then_some(())
     });
     assert!(!w.ok(&["app", "list"]).contains("greeter"));
+}
+
+/// The line of the quickstart's Secret (`config.yaml`) holding the key its Deployment reads.
+const SECRET_KEY_LINE: &str = "  api-token: demo-token-not-a-secret\n";
+
+/// INC-003 through Git on an automated app: a commit makes the Deployment read a key
+/// its Secret does not have. Waits until the app is Degraded with Kubernetes' message
+/// and returns the name of the new pod stuck in `CreateContainerConfigError`.
+fn commit_a_missing_secret_key(w: &World) -> String {
+    w.edit_greeter("key: api-token", "key: api-key");
+    let app = w.health("Degraded", "CreateContainerConfigError", 60);
+    let message = app["status"]["health"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("couldn't find key api-key in Secret demo/greeter-secret"),
+        "the health message names the key and the secret: {message}"
+    );
+    let stuck: Vec<String> = w
+        .pods()
+        .iter()
+        .filter(|p| {
+            p.pointer("/status/containerStatuses/0/state/waiting/reason")
+                == Some(&Value::from("CreateContainerConfigError"))
+        })
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(stuck.len(), 1, "one new pod, stuck: {stuck:?}");
+    stuck[0].clone()
+}
+
+/// Commits the missing key into the Secret; returns the commit's id.
+fn commit_the_missing_key(w: &World) -> String {
+    w.edit(
+        "config.yaml",
+        SECRET_KEY_LINE,
+        &format!("{SECRET_KEY_LINE}  api-key: demo-key-not-a-secret\n"),
+    )
+}
+
+/// Waits until the app is Synced to `revision` and Healthy.
+fn wait_healthy_at(w: &World, revision: &str) -> Value {
+    w.eventually(&format!("Synced to {revision} and Healthy"), 60, || {
+        let app = w.app();
+        (app["status"]["sync"]["revision"] == revision
+            && app["status"]["sync"]["status"] == "Synced"
+            && app["status"]["health"]["status"] == "Healthy")
+            .then_some(app)
+    })
+}
+
+#[test]
+fn a_missing_secret_key_degrades_the_app_at_once_while_old_pods_serve_until_git_adds_it() {
+    let _s = serial();
+    let w = World::start();
+    w.create_app(true);
+    w.wait_synced_healthy();
+    let url = w.service_url();
+    let serving: Vec<String> = w
+        .pods()
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(serving.len(), 2, "{serving:?}");
+
+    let stuck = commit_a_missing_secret_key(&w);
+
+    // The rollout holds: the old pods keep answering every request.
+    for _ in 0..20 {
+        let (status, body) = http_get(&url).unwrap_or_else(|| panic!("{url} answers"));
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            serving.iter().any(|p| body.contains(p.as_str())),
+            "answered by an old pod: {body}"
+        );
+    }
+
+    // Git gets the key: the stuck pod starts as it is, without a restart, and the
+    // rollout completes.
+    let fix = commit_the_missing_key(&w);
+    wait_healthy_at(&w, &fix);
+    let pod = w
+        .pods()
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == stuck.as_str())
+        .unwrap_or_else(|| panic!("pod {stuck} still there"));
+    assert_eq!(pod["status"]["phase"], "Running", "{pod}");
+    assert_eq!(
+        pod.pointer("/status/containerStatuses/0/restartCount"),
+        Some(&Value::from(0)),
+        "{pod}"
+    );
+    let (status, body) = http_get(&url).unwrap_or_else(|| panic!("{url} answers"));
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Regression test for the engine deciding the fixing commit's sync on the pod's
+/// stale `CreateContainerConfigError`: the Deployment is unchanged, so the sync judged
+/// it before the kubelet had re-read the Secret, recorded the sync as Failed and, by
+/// Argo's rule for failed attempts, kept self-heal off until the next commit. It was a
+/// race (about every other run failed) until a Degraded verdict had to outlast one
+/// re-check.
+#[test]
+fn the_commit_that_adds_a_missing_secret_key_syncs_successfully_and_self_heal_stays_on() {
+    let _s = serial();
+    let w = World::start();
+    w.create_app(true);
+    w.wait_synced_healthy();
+    commit_a_missing_secret_key(&w);
+    let fix = commit_the_missing_key(&w);
+    wait_healthy_at(&w, &fix);
+    let op = w.eventually("the sync of the fix to finish", 60, || {
+        let op = w.app()["status"]["operationState"].clone();
+        (op["syncResult"]["revision"] == fix.as_str() && op["phase"] != "Running").then_some(op)
+    });
+    assert_eq!(op["phase"], "Succeeded", "{op}");
+    let app = w.app();
+    assert!(!app.to_string().contains("SyncError"), "{app}");
+    w.scale_by_hand(5);
+    w.eventually("self-heal restores replicas", 30, || {
+        (w.replicas() == Some(2)).then_some(())
+    });
 }
 
 /// Runs `ferry up examples/quickstart` on `home`.
