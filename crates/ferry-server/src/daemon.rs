@@ -56,6 +56,10 @@ pub struct DaemonOptions {
     pub addr: SocketAddr,
     /// How often apps' repositories are fetched (default: Argo's 120 s).
     pub reconciliation: Option<Duration>,
+    /// Apps refreshed at once (default: Argo's `--status-processors`, 20).
+    pub status_processors: Option<usize>,
+    /// Automated syncs run at once (default: Argo's `--operation-processors`, 10).
+    pub operation_processors: Option<usize>,
 }
 
 /// Takes the daemon lock of `home`, or says who holds it.
@@ -185,7 +189,15 @@ pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
         db,
         target,
         repos,
-        engine_config(opts.reconciliation),
+        EngineConfig {
+            status_processors: opts
+                .status_processors
+                .unwrap_or(EngineConfig::default().status_processors),
+            operation_processors: opts
+                .operation_processors
+                .unwrap_or(EngineConfig::default().operation_processors),
+            ..engine_config(opts.reconciliation)
+        },
     )?);
     for (url, entry) in crate::repos::load(&opts.home)? {
         engine.set_repo_credentials(&url, entry.into());

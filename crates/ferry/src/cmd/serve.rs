@@ -33,6 +33,13 @@ pub struct ServeArgs {
     /// Without it, FERRY_WEBHOOK_SECRET is used, and without that pushes are unsigned.
     #[arg(long, value_name = "FILE")]
     pub webhook_secret_file: Option<PathBuf>,
+    /// Apps refreshed at once (Argo CD's `--status-processors`); more wait their turn.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    pub status_processors: u16,
+    /// Automated syncs run at once (Argo CD's `--operation-processors`); a sync waiting
+    /// for a hook or a rollout holds its slot.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
+    pub operation_processors: u16,
 }
 
 /// Runs `ferry serve` until a signal or `ferry down`.
@@ -66,6 +73,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         home: home::ferry_home(),
         addr: args.addr,
         reconciliation: Some(args.reconciliation),
+        status_processors: Some(args.status_processors.into()),
+        operation_processors: Some(args.operation_processors.into()),
     };
     let result = rt.block_on(async move {
         let mut daemon = ferry_server::start(opts).await?;

@@ -88,6 +88,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
         home,
         addr: args.addr,
         reconciliation: Some(args.reconciliation),
+        status_processors: None,
+        operation_processors: None,
     };
     let code = rt.block_on(async move {
         let daemon = ferry_server::start(opts).await?;
