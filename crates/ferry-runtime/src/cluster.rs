@@ -161,6 +161,14 @@ impl State {
     }
 }
 
+/// `metadata.uid` (empty when unset).
+fn uid_of(obj: &Object) -> &str {
+    obj.value()
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 /// The object store.
 pub struct Cluster {
     state: RwLock<State>,
@@ -301,27 +309,8 @@ impl Cluster {
             let Some(owner) = state.get(&key) else {
                 continue;
             };
-            let marked = owner.is_being_deleted()
-                && owner
-                    .value()
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
-            let uid = owner
-                .value()
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if marked && !Self::has_dependents(&state, uid) {
-                Self::next_rv(&mut state);
-                self.commit(
-                    &mut state,
-                    key,
-                    None,
-                    Some(WatchEvent::Deleted(owner.clone())),
-                )?;
-                self.release_owners(&mut state, &owner)?;
-            }
+            let uid = uid_of(&owner).to_string();
+            self.release_if_done(&mut state, key, owner, &uid)?;
         }
         Ok(())
     }
@@ -764,12 +753,7 @@ impl Cluster {
         propagation: Propagation,
     ) -> Result<()> {
         let key = obj.key();
-        let uid = obj
-            .value()
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let uid = uid_of(&obj).to_string();
         let dependents: Vec<Object> = state
             .objects
             .values()
@@ -877,23 +861,31 @@ impl Cluster {
             let Some(owner) = state.get(&key) else {
                 continue;
             };
-            let uid = field("uid");
-            let waiting = owner
+            self.release_if_done(state, key, owner, field("uid"))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `owner` (stored under `key`) if it is the object `uid` names, waits in
+    /// foreground deletion, and has no dependent left; then its own owners, in turn.
+    fn release_if_done(
+        &self,
+        state: &mut State,
+        key: ObjectKey,
+        owner: Object,
+        uid: &str,
+    ) -> Result<()> {
+        let waiting = uid_of(&owner) == uid
+            && owner.is_being_deleted()
+            && owner
                 .value()
-                .pointer("/metadata/uid")
-                .and_then(Value::as_str)
-                == Some(uid)
-                && owner.is_being_deleted()
-                && owner
-                    .value()
-                    .pointer("/metadata/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
-            if waiting && !Self::has_dependents(state, uid) {
-                Self::next_rv(state);
-                self.commit(state, key, None, Some(WatchEvent::Deleted(owner.clone())))?;
-                self.release_owners(state, &owner)?;
-            }
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| f.iter().any(|f| f == FOREGROUND_DELETION));
+        if waiting && !Self::has_dependents(state, uid) {
+            Self::next_rv(state);
+            self.commit(state, key, None, Some(WatchEvent::Deleted(owner.clone())))?;
+            self.release_owners(state, &owner)?;
         }
         Ok(())
     }

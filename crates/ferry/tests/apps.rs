@@ -112,23 +112,9 @@ impl World {
         self.home.path()
     }
 
-    /// `git ARGS` in the repository; its stdout.
+    /// `git ARGS` in the repository; its trimmed stdout.
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .args(args)
-            .current_dir(&self.repo)
-            .env("GIT_AUTHOR_NAME", "test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.com")
-            .env("GIT_COMMITTER_NAME", "test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.com")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        util::git(&self.repo, args)
     }
 
     /// Commits everything; returns the new commit's id.
