@@ -197,6 +197,150 @@ fn paused_deployment_does_not_roll() {
     assert_eq!(cond(&d, "Progressing")["reason"], "DeploymentPaused");
 }
 
+/// The ReplicaSet whose template runs `image`.
+fn rs_of(c: &Cluster, image: &str) -> Object {
+    c.list(Some("ReplicaSet"), Some("default"))
+        .into_iter()
+        .find(|rs| {
+            rs.value()
+                .pointer("/spec/template/spec/containers/0/image")
+                .and_then(Value::as_str)
+                == Some(image)
+        })
+        .unwrap_or_else(|| panic!("no ReplicaSet runs {image}"))
+}
+
+fn spec_replicas(rs: &Object) -> i64 {
+    rs.value()["spec"]["replicas"].as_i64().unwrap()
+}
+
+/// (desired-replicas, max-replicas) annotations of a ReplicaSet.
+fn size_annotations(rs: &Object) -> (Option<&str>, Option<&str>) {
+    (
+        rs.annotation(deployment::DESIRED_REPLICAS),
+        rs.annotation(deployment::MAX_REPLICAS),
+    )
+}
+
+fn reconcile_deployment(c: &Cluster, now: SystemTime) -> Object {
+    let d = c.list(Some("Deployment"), Some("default")).remove(0);
+    deployment::reconcile(c, &d, now).unwrap();
+    c.get(&d.key()).unwrap()
+}
+
+#[test]
+fn replicasets_carry_desired_and_max_replicas() {
+    let c = Cluster::in_memory();
+    let now = SystemTime::now();
+    c.apply(&deploy(2, "web:1", json!({})), &ApplyOptions::default())
+        .unwrap();
+    settle(&c, now);
+    // maxSurge 25% of 2 rounds up to 1.
+    assert_eq!(
+        size_annotations(&rs_of(&c, "web:1")),
+        (Some("2"), Some("3"))
+    );
+    set_ready(&c, "web:1", true, now);
+    settle(&c, now);
+    // One active ReplicaSet takes the whole new size.
+    c.apply(&deploy(4, "web:1", json!({})), &ApplyOptions::default())
+        .unwrap();
+    settle(&c, now);
+    let rs = rs_of(&c, "web:1");
+    assert_eq!(spec_replicas(&rs), 4);
+    assert_eq!(size_annotations(&rs), (Some("4"), Some("5")));
+    assert_eq!(count_image(&c, "web:1"), 4);
+}
+
+/// Scaling a Deployment 2 → 5 while its rollout is stuck (new pods never ready) used
+/// to give all three replicas to the broken ReplicaSet: READY 2/5, UP-TO-DATE 5.
+/// Kubernetes spreads them over both ReplicaSets by size, so availability recovers.
+#[test]
+fn scaling_a_stuck_rollout_is_proportional() {
+    let c = Cluster::in_memory();
+    let now = SystemTime::now();
+    c.apply(&deploy(2, "web:1", json!({})), &ApplyOptions::default())
+        .unwrap();
+    settle(&c, now);
+    set_ready(&c, "web:1", true, now);
+    settle(&c, now);
+    c.apply(&deploy(2, "web:nope", json!({})), &ApplyOptions::default())
+        .unwrap();
+    settle(&c, now);
+    assert_eq!(
+        (count_image(&c, "web:1"), count_image(&c, "web:nope")),
+        (2, 1)
+    );
+
+    // Scale up: allowed 5 + maxSurge 2 = 7, 4 to add over sizes 2 and 1 (max-replicas 3):
+    // old round(2/3*7) - 2 = 3, new round(1/3*7) - 1 = 1.
+    c.apply(&deploy(5, "web:nope", json!({})), &ApplyOptions::default())
+        .unwrap();
+    reconcile_deployment(&c, now);
+    let (old, new) = (rs_of(&c, "web:1"), rs_of(&c, "web:nope"));
+    assert_eq!((spec_replicas(&old), spec_replicas(&new)), (5, 2));
+    assert_eq!(size_annotations(&old), (Some("5"), Some("7")));
+    assert_eq!(size_annotations(&new), (Some("5"), Some("7")));
+    for _ in 0..4 {
+        settle(&c, now);
+        set_ready(&c, "web:1", true, now);
+        let d = reconcile_deployment(&c, now);
+        assert!(
+            d.value()["status"]["availableReplicas"].as_i64().unwrap() >= 2,
+            "available never drops: {}",
+            d.value()["status"]
+        );
+        assert!(pods(&c).len() <= 7, "never more than replicas + maxSurge");
+    }
+    settle(&c, now);
+    // The rollout then goes on as far as maxUnavailable (1) allows.
+    assert_eq!(
+        (count_image(&c, "web:1"), count_image(&c, "web:nope")),
+        (4, 3)
+    );
+    let d = reconcile_deployment(&c, now);
+    assert_eq!(d.value()["status"]["availableReplicas"], 4);
+    assert_eq!(cond(&d, "Available")["status"], "True");
+
+    // Scale down: allowed 2 + 1 = 3, 4 to remove over sizes 4 and 3 (max-replicas 7):
+    // old round(4/7*3) - 4 = -2, new round(3/7*3) - 3 = -2.
+    c.apply(&deploy(2, "web:nope", json!({})), &ApplyOptions::default())
+        .unwrap();
+    reconcile_deployment(&c, now);
+    let (old, new) = (rs_of(&c, "web:1"), rs_of(&c, "web:nope"));
+    assert_eq!((spec_replicas(&old), spec_replicas(&new)), (2, 1));
+    assert_eq!(size_annotations(&old), (Some("2"), Some("3")));
+    settle(&c, now);
+    assert_eq!(
+        (count_image(&c, "web:1"), count_image(&c, "web:nope")),
+        (2, 1)
+    );
+    let d = reconcile_deployment(&c, now);
+    assert_eq!(d.value()["status"]["availableReplicas"], 2);
+    assert_eq!(cond(&d, "Available")["status"], "True");
+}
+
+#[test]
+fn paused_deployment_still_scales() {
+    let c = Cluster::in_memory();
+    let now = SystemTime::now();
+    c.apply(&deploy(1, "web:1", json!({})), &ApplyOptions::default())
+        .unwrap();
+    settle(&c, now);
+    c.apply(
+        &deploy(3, "web:2", json!({"paused": true})),
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    settle(&c, now);
+    assert_eq!(
+        count_image(&c, "web:1"),
+        3,
+        "the active ReplicaSet is scaled"
+    );
+    assert_eq!(count_image(&c, "web:2"), 0, "but nothing rolls");
+}
+
 #[test]
 fn revision_history_limit_prunes_old_replicasets() {
     let c = Cluster::in_memory();

@@ -15,6 +15,11 @@ use crate::cluster::{Cluster, Propagation};
 pub const HASH_LABEL: &str = "pod-template-hash";
 /// Annotation carrying a ReplicaSet's revision.
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
+/// Annotation carrying the Deployment's `spec.replicas` when the ReplicaSet was last scaled.
+pub const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+/// Annotation carrying the Deployment's `spec.replicas` + maxSurge when the ReplicaSet was
+/// last scaled: the base of its proportion when the Deployment is scaled mid-rollout.
+pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 
 /// The hash of a pod template, as a short label-safe string (FNV-1a, Kubernetes' alphabet).
 pub fn pod_template_hash(template: &Value) -> String {
@@ -76,12 +81,40 @@ fn status_of(rs: &Object, field: &str) -> i64 {
     int_at(rs.value(), &format!("/status/{field}"), 0)
 }
 
-fn scale(cluster: &Cluster, rs: &Object, replicas: i64) -> Result<Object> {
+/// The Deployment's size a ReplicaSet is annotated with whenever it is scaled.
+#[derive(Clone, Copy)]
+struct Sizes {
+    /// `spec.replicas`.
+    desired: i64,
+    /// `spec.replicas` + maxSurge (maxSurge is 0 for `Recreate`).
+    max: i64,
+}
+
+fn int_annotation(rs: &Object, key: &str) -> Option<i64> {
+    rs.annotation(key).and_then(|a| a.parse().ok())
+}
+
+/// Scales `rs` when its size differs (Kubernetes' `scaleReplicaSetAndRecordEvent`).
+fn scale(cluster: &Cluster, rs: &Object, replicas: i64, sizes: Sizes) -> Result<Object> {
     if spec_replicas(rs) == replicas {
+        return Ok(rs.clone());
+    }
+    set_replicas(cluster, rs, replicas, sizes)
+}
+
+/// Sets `rs`'s size and its desired/max-replicas annotations, writing only when one of
+/// them changed (Kubernetes' `scaleReplicaSet`).
+fn set_replicas(cluster: &Cluster, rs: &Object, replicas: i64, sizes: Sizes) -> Result<Object> {
+    if spec_replicas(rs) == replicas
+        && int_annotation(rs, DESIRED_REPLICAS) == Some(sizes.desired)
+        && int_annotation(rs, MAX_REPLICAS) == Some(sizes.max)
+    {
         return Ok(rs.clone());
     }
     let mut next = rs.clone();
     next.value_mut()["spec"]["replicas"] = json!(replicas);
+    next.set_meta_entry("annotations", DESIRED_REPLICAS, &sizes.desired.to_string());
+    next.set_meta_entry("annotations", MAX_REPLICAS, &sizes.max.to_string());
     cluster.update_as(&next, MANAGER)
 }
 
@@ -131,10 +164,36 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
         .collect();
     let (surge, max_unavailable) = surge_and_unavailable(v, replicas);
     let recreate = v.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate");
+    let sizes = Sizes {
+        desired: replicas,
+        max: replicas + if recreate { 0 } else { surge },
+    };
+    // As Kubernetes' `syncDeployment`: a paused Deployment, or one whose size changed
+    // since its active ReplicaSets were last scaled, is only scaled (`sync`), not rolled;
+    // the rollout resumes on the next pass.
+    let scaling = paused || is_scaling_event(new_rs.as_ref(), &old, replicas);
     let mut created = None;
 
-    if !paused {
-        // The newest template gets the newest revision, also when it is an old one come back (undo).
+    // The newest template gets the newest revision, also when it is an old one come back (undo).
+    if let Some(rs) = &new_rs
+        && revision(rs) < max_revision
+    {
+        let mut next = rs.clone();
+        next.set_meta_entry("annotations", REVISION, &(max_revision + 1).to_string());
+        new_rs = Some(cluster.update_as(&next, MANAGER)?);
+    }
+    if scaling {
+        let status_replicas = int_at(v, "/status/replicas", 0);
+        sync_scale(
+            cluster,
+            d,
+            &mut new_rs,
+            &mut old,
+            sizes,
+            !recreate,
+            status_replicas,
+        )?;
+    } else {
         if new_rs.is_none() {
             let old_total: i64 = old.iter().map(spec_replicas).sum();
             let initial = if recreate {
@@ -151,7 +210,7 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
             } else {
                 (replicas + surge - old_total).clamp(0, replicas)
             };
-            let rs = new_replicaset(d, &template, &hash, initial, max_revision + 1)?;
+            let rs = new_replicaset(d, &template, &hash, initial, max_revision + 1, sizes)?;
             let rs = cluster.create(&rs, MANAGER)?;
             cluster.record_event(
                 &d.key(),
@@ -161,21 +220,15 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
             );
             created = Some(rs.name().to_string());
             new_rs = Some(rs);
-        } else if let Some(rs) = &new_rs
-            && revision(rs) < max_revision
-        {
-            let mut next = rs.clone();
-            next.set_meta_entry("annotations", REVISION, &(max_revision + 1).to_string());
-            new_rs = Some(cluster.update_as(&next, MANAGER)?);
         }
         let new = new_rs.clone().expect("set above");
         if recreate {
             for rs in old.iter_mut() {
-                *rs = scale(cluster, rs, 0)?;
+                *rs = scale(cluster, rs, 0, sizes)?;
             }
             let old_pods: i64 = old.iter().map(|rs| status_of(rs, "replicas")).sum();
             if old_pods == 0 {
-                new_rs = Some(scale(cluster, &new, replicas)?);
+                new_rs = Some(scale(cluster, &new, replicas, sizes)?);
             }
         } else {
             // Scale up the new ReplicaSet within the surge budget.
@@ -187,7 +240,7 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
                 (spec_replicas(&new) + budget).min(replicas)
             };
             let before = spec_replicas(&new);
-            let new = scale(cluster, &new, target)?;
+            let new = scale(cluster, &new, target, sizes)?;
             if target != before {
                 let verb = if target > before { "up" } else { "down" };
                 cluster.record_event(
@@ -208,7 +261,7 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
                 let cut = unhealthy.min(cleanup_budget);
                 if cut > 0 {
                     cleanup_budget -= cut;
-                    *rs = scale(cluster, rs, spec_replicas(rs) - cut)?;
+                    *rs = scale(cluster, rs, spec_replicas(rs) - cut, sizes)?;
                 }
             }
             let available: i64 = status_of(&new, "availableReplicas")
@@ -222,7 +275,7 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
                 if cut > 0 {
                     can -= cut;
                     let to = spec_replicas(rs) - cut;
-                    *rs = scale(cluster, rs, to)?;
+                    *rs = scale(cluster, rs, to, sizes)?;
                     cluster.record_event(
                         &d.key(),
                         false,
@@ -233,6 +286,8 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
             }
             new_rs = Some(new);
         }
+    }
+    if !paused {
         // Keep at most revisionHistoryLimit old, empty ReplicaSets.
         let limit = int_at(v, "/spec/revisionHistoryLimit", 10).max(0) as usize;
         let empty: Vec<&Object> = old
@@ -269,6 +324,160 @@ pub fn reconcile(cluster: &Cluster, d: &Object, now: SystemTime) -> Result<()> {
     )
 }
 
+/// Whether an active ReplicaSet was last scaled for another Deployment size
+/// (Kubernetes' `isScalingEvent`); ReplicaSets without the annotation do not count.
+fn is_scaling_event(new_rs: Option<&Object>, old: &[Object], replicas: i64) -> bool {
+    new_rs
+        .into_iter()
+        .chain(old)
+        .filter(|rs| spec_replicas(rs) > 0)
+        .any(|rs| int_annotation(rs, DESIRED_REPLICAS).is_some_and(|want| want != replicas))
+}
+
+/// Orders ReplicaSets by age: creation time, then revision (creation times have second
+/// resolution), then name as Kubernetes' `ReplicaSetsByCreationTimestamp` does.
+fn age_key(rs: &Object) -> (String, i64, String) {
+    let created = rs
+        .value()
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    (created, revision(rs), rs.name().to_string())
+}
+
+/// Scales a Deployment's ReplicaSets to its new size without rolling (Kubernetes'
+/// `DeploymentController.scale`). With at most one active ReplicaSet, that one (or the
+/// newest) takes the whole size. Otherwise, when the new ReplicaSet is saturated the old
+/// ones go to zero, and for a RollingUpdate the change is spread over the active ones in
+/// proportion to their sizes, so a rollout stuck on a broken template keeps serving from
+/// the old pods instead of giving every added replica to the new one.
+fn sync_scale(
+    cluster: &Cluster,
+    d: &Object,
+    new_rs: &mut Option<Object>,
+    old: &mut [Object],
+    sizes: Sizes,
+    rolling: bool,
+    status_replicas: i64,
+) -> Result<()> {
+    let replicas = sizes.desired;
+    let record = |rs: &Object, before: i64| {
+        let after = spec_replicas(rs);
+        if after != before {
+            let verb = if after > before { "up" } else { "down" };
+            cluster.record_event(
+                &d.key(),
+                false,
+                "ScalingReplicaSet",
+                &format!("Scaled {verb} replica set {} to {after}", rs.name()),
+            );
+        }
+    };
+    let has_new = new_rs.is_some();
+    let mut all: Vec<&mut Object> = new_rs.iter_mut().chain(old.iter_mut()).collect();
+    let active = all.iter().filter(|rs| spec_replicas(rs) > 0).count();
+    if active <= 1 {
+        // The only active ReplicaSet, else the new one, else the newest old one.
+        let target = if active == 1 {
+            all.iter().position(|rs| spec_replicas(rs) > 0)
+        } else if has_new {
+            Some(0)
+        } else {
+            (0..all.len()).max_by_key(|&i| age_key(all[i]))
+        };
+        // Kubernetes leaves a ReplicaSet already at size alone; refreshing its annotations
+        // too keeps a stale desired-replicas from making every pass a scaling event.
+        if let Some(i) = target {
+            let before = spec_replicas(all[i]);
+            *all[i] = set_replicas(cluster, all[i], replicas, sizes)?;
+            record(all[i], before);
+        }
+        return Ok(());
+    }
+    let saturated = has_new && {
+        let new = &*all[0];
+        spec_replicas(new) == replicas
+            && int_annotation(new, DESIRED_REPLICAS) == Some(replicas)
+            && status_of(new, "availableReplicas") == replicas
+    };
+    if saturated {
+        // Adopted old ReplicaSets beside a saturated new one are scaled away.
+        for rs in all.iter_mut().skip(1).filter(|rs| spec_replicas(rs) > 0) {
+            let before = spec_replicas(rs);
+            **rs = scale(cluster, rs, 0, sizes)?;
+            record(rs, before);
+        }
+        return Ok(());
+    }
+    if !rolling {
+        return Ok(());
+    }
+    all.retain(|rs| spec_replicas(rs) > 0);
+    let allowed = if replicas > 0 { sizes.max } else { 0 };
+    let to_add = allowed - all.iter().map(|rs| spec_replicas(rs)).sum::<i64>();
+    // Largest first; among equals, scale up the newer and scale down the older first.
+    if to_add > 0 {
+        all.sort_by(|a, b| {
+            spec_replicas(b)
+                .cmp(&spec_replicas(a))
+                .then_with(|| age_key(b).cmp(&age_key(a)))
+        });
+    } else if to_add < 0 {
+        all.sort_by(|a, b| {
+            spec_replicas(b)
+                .cmp(&spec_replicas(a))
+                .then_with(|| age_key(a).cmp(&age_key(b)))
+        });
+    }
+    let mut added = 0;
+    let mut targets: Vec<i64> = Vec::with_capacity(all.len());
+    for rs in &all {
+        let share = proportion(rs, sizes, status_replicas, to_add, added);
+        added += share;
+        targets.push(spec_replicas(rs) + share);
+    }
+    // The rounding leftover goes to (or comes from) the first, largest ReplicaSet.
+    if let Some(first) = targets.first_mut() {
+        *first = (*first + to_add - added).max(0);
+    }
+    for (rs, target) in all.into_iter().zip(targets) {
+        let before = spec_replicas(rs);
+        *rs = set_replicas(cluster, rs, target, sizes)?;
+        record(rs, before);
+    }
+    Ok(())
+}
+
+/// How many of the `to_add` replicas (negative: to remove) `rs` takes, given `added`
+/// so far (Kubernetes' `GetProportion`): its size scaled by the Deployment's new
+/// replicas + maxSurge over the value it was last scaled for (its max-replicas
+/// annotation, else the Deployment's current `status.replicas`), never past what is left.
+fn proportion(rs: &Object, sizes: Sizes, status_replicas: i64, to_add: i64, added: i64) -> i64 {
+    let size = spec_replicas(rs);
+    if size == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let fraction = if sizes.desired == 0 {
+        -size
+    } else {
+        let before = int_annotation(rs, MAX_REPLICAS)
+            .filter(|m| *m != 0)
+            .unwrap_or(status_replicas);
+        if before == 0 {
+            0
+        } else {
+            (size as f64 / before as f64 * sizes.max as f64).round() as i64 - size
+        }
+    };
+    let left = to_add - added;
+    if to_add > 0 {
+        fraction.min(left)
+    } else {
+        fraction.max(left)
+    }
+}
+
 fn all_spec(new: &Object, old: &[Object]) -> i64 {
     spec_replicas(new) + old.iter().map(spec_replicas).sum::<i64>()
 }
@@ -279,6 +488,7 @@ fn new_replicaset(
     hash: &str,
     replicas: i64,
     revision: i64,
+    sizes: Sizes,
 ) -> Result<Object> {
     let mut template = template.clone();
     template["metadata"]["labels"][HASH_LABEL] = Value::String(hash.to_string());
@@ -300,7 +510,11 @@ fn new_replicaset(
             "name": format!("{}-{hash}", d.name()),
             "namespace": d.namespace(),
             "labels": labels,
-            "annotations": {REVISION: revision.to_string()},
+            "annotations": {
+                REVISION: revision.to_string(),
+                DESIRED_REPLICAS: sizes.desired.to_string(),
+                MAX_REPLICAS: sizes.max.to_string(),
+            },
             "ownerReferences": [owner_ref(d)],
         },
         "spec": {
