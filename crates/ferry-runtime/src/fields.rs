@@ -208,7 +208,8 @@ pub fn merge(live: &mut Value, applied: &Value) {
     }
 }
 
-/// Encodes paths as a FieldsV1 object (`{"f:spec": {"f:replicas": {}}}`).
+/// Encodes paths as a FieldsV1 object, as Kubernetes writes it: a leaf is an empty map
+/// (`{"f:spec": {"f:replicas": {}}}`).
 pub fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
     let mut root = Map::new();
     for p in paths {
@@ -224,9 +225,6 @@ pub fn to_fields_v1(paths: &BTreeSet<Path>) -> Value {
                 _ => unreachable!("fields entries are maps"),
             };
         }
-        if !p.is_empty() {
-            cur.insert(".".into(), Value::Object(Map::new()));
-        }
     }
     Value::Object(root)
 }
@@ -239,11 +237,14 @@ pub fn from_fields_v1(fields: &Value) -> BTreeSet<Path> {
     out
 }
 
+/// A node naming no child is a leaf: `{}` as Kubernetes writes it, or `{".": {}}` as
+/// ferry wrote leaves before. A `.` beside children (the map itself) adds nothing: the
+/// children are the paths.
 fn decode(v: &Value, cur: &mut Path, out: &mut BTreeSet<Path>) {
     let Some(map) = v.as_object() else { return };
+    let mut children = false;
     for (k, child) in map {
         if k == "." {
-            out.insert(cur.clone());
             continue;
         }
         let seg = if let Some(f) = k.strip_prefix("f:") {
@@ -253,9 +254,13 @@ fn decode(v: &Value, cur: &mut Path, out: &mut BTreeSet<Path>) {
         } else {
             continue;
         };
+        children = true;
         cur.push(seg);
         decode(child, cur, out);
         cur.pop();
+    }
+    if !children && !cur.is_empty() {
+        out.insert(cur.clone());
     }
 }
 
@@ -310,8 +315,23 @@ mod tests {
         let v = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"replicas": 2, "ports": [{"port": 80}]}});
         let p = paths(&v);
         let f = to_fields_v1(&p);
-        assert!(f.pointer("/f:spec/f:replicas/.").is_some());
+        assert_eq!(f.pointer("/f:spec/f:replicas"), Some(&json!({})));
         assert_eq!(from_fields_v1(&f), p);
+        // What earlier versions stored, with `.` under each leaf, reads the same.
+        let old = json!({"f:metadata": {"f:labels": {"f:a": {".": {}}}},
+                         "f:spec": {"f:replicas": {".": {}},
+                                    "f:ports": {"k:{\"port\":80}": {"f:port": {".": {}}}}}});
+        assert_eq!(from_fields_v1(&old), p);
+        // As Kubernetes writes a keyed item: `.` beside the item's fields.
+        let k8s =
+            json!({"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:image": {}}}}});
+        assert_eq!(
+            from_fields_v1(&k8s)
+                .iter()
+                .map(|p| display(p))
+                .collect::<Vec<_>>(),
+            [".spec.containers[name=web].image"]
+        );
     }
 
     #[test]
