@@ -60,25 +60,31 @@ impl Engine {
                         next = next.min(t);
                     }
                     if let Some(mode) = mode {
-                        if self.refresh_slots.available_permits() <= due.len() {
-                            // Every refresh slot is taken: the app waits for one (a
-                            // freed slot wakes this loop). A fetch that starts after
-                            // this moment answers its refresh, so queued apps of one
-                            // repository still share one fetch.
-                            s.waiting_since.get_or_insert_with(std::time::Instant::now);
-                            continue;
-                        }
+                        // Due from now on: a fetch that starts after this moment answers
+                        // its refresh, so apps of one repository that queue for a slot
+                        // still share one fetch.
+                        let since = *s.waiting_since.get_or_insert_with(std::time::Instant::now);
+                        due.push((since, name.clone(), mode));
+                    }
+                }
+                // The apps waiting longest go first, as many as there are free refresh
+                // slots; the rest keep waiting (a freed slot wakes this loop). Name
+                // order alone would let the first apps of a busy target starve the rest.
+                due.sort();
+                due.truncate(self.refresh_slots.available_permits());
+                for (_, name, mode) in &due {
+                    if let Some(s) = apps.get_mut(name).map(|e| &mut e.sched) {
                         s.requested = None;
                         s.in_flight = true;
                         s.live_changed = false;
-                        if mode == FetchMode::Fetch {
+                        s.waiting_since = None;
+                        if *mode == FetchMode::Fetch {
                             s.last_fetch = Some(now);
                         }
-                        due.push((name.clone(), mode, s.waiting_since.take()));
                     }
                 }
             }
-            for (name, mode, asked) in due {
+            for (asked, name, mode) in due {
                 let this = self.clone();
                 let Ok(slot) = self.refresh_slots.clone().try_acquire_owned() else {
                     // Only this loop takes refresh slots and it counted them above; were
@@ -90,7 +96,7 @@ impl Engine {
                     continue;
                 };
                 tasks.spawn(async move {
-                    this.reconcile(&name, mode, asked, slot).await;
+                    this.reconcile(&name, mode, Some(asked), slot).await;
                     let _ = this.with_app(&name, |e| e.sched.in_flight = false);
                     this.wake.notify_one();
                 });
