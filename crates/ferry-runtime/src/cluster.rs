@@ -1004,15 +1004,21 @@ mod tests {
         assert!(d.label("tier").is_none());
     }
 
-    #[test]
-    fn delete_cascades_and_pods_terminate_gracefully() {
-        let c = Cluster::in_memory();
+    /// A Deployment `web` and a pod it owns.
+    fn deployment_and_pod(c: &Cluster) -> (Object, Object) {
         let d = c.apply(&deploy(1, "a"), &ApplyOptions::default()).unwrap();
         let uid = d.value()["metadata"]["uid"].clone();
         let pod = obj(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-1", "ownerReferences": [{"kind": "Deployment", "name": "web", "uid": uid}]},
+            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}]},
             "spec": {"containers": [{"name": "web", "image": "a"}]}}));
         let pod = c.create(&pod, "test").unwrap();
+        (d, pod)
+    }
+
+    #[test]
+    fn delete_cascades_and_pods_terminate_gracefully() {
+        let c = Cluster::in_memory();
+        let (d, pod) = deployment_and_pod(&c);
         assert!(c.delete(&d.key(), Propagation::Background).unwrap());
         assert!(c.get(&d.key()).is_none());
         let p = c.get(&pod.key()).unwrap();
@@ -1024,12 +1030,7 @@ mod tests {
     #[test]
     fn a_foreground_delete_keeps_the_owner_until_its_pods_are_gone() {
         let c = Cluster::in_memory();
-        let d = c.apply(&deploy(1, "a"), &ApplyOptions::default()).unwrap();
-        let uid = d.value()["metadata"]["uid"].clone();
-        let pod = obj(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}]},
-            "spec": {"containers": [{"name": "web", "image": "a"}]}}));
-        let pod = c.create(&pod, "test").unwrap();
+        let (d, pod) = deployment_and_pod(&c);
         assert!(c.delete(&d.key(), Propagation::Foreground).unwrap());
         let owner = c.get(&d.key()).expect("kept while its pod stops");
         assert!(owner.is_being_deleted());
@@ -1049,12 +1050,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Db::open(&dir.path().join("ferry.db")).unwrap());
         let c = Cluster::open(Some(db.clone())).unwrap();
-        let d = c.apply(&deploy(1, "a"), &ApplyOptions::default()).unwrap();
-        let uid = d.value()["metadata"]["uid"].clone();
-        let pod = obj(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-1", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": uid}]},
-            "spec": {"containers": [{"name": "web", "image": "a"}]}}));
-        let pod = c.create(&pod, "test").unwrap();
+        let (d, pod) = deployment_and_pod(&c);
         c.delete(&d.key(), Propagation::Foreground).unwrap();
         // As if the daemon died right after removing the pod, before the owner.
         db.delete_object(&key_string(&pod.key())).unwrap();
