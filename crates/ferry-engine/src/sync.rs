@@ -326,10 +326,7 @@ impl Engine {
         )?;
         let failed = op.phase != OperationPhase::Succeeded;
         let message = op.message.clone();
-        self.with_app(name, |e| {
-            e.operation = Some(op.clone());
-            e.sync_error = failed.then_some(message);
-        })?;
+        self.with_app(name, |e| e.sync_error = failed.then_some(message))?;
         // Argo's rule looks at the last sync of a commit, whoever started it: a manual
         // sync that fixed a commit lets self-heal work again, and one that failed on it
         // is not repeated automatically.
@@ -344,13 +341,15 @@ impl Engine {
                 a.attempt_failed = failed;
             })?;
         }
-        // The operation is over once recorded: the next one may start while the
-        // status is brought up to date.
-        drop(guard);
-        self.notify();
+        // The status is brought up to date before the operation shows as finished, so
+        // that no one sees a finished sync beside the status of a moment before (the
+        // rollout it waited for still Progressing).
         if let Err(e) = self.refresh_app(name, FetchMode::Mirror, false, None).await {
             tracing::warn!("app {name}: refresh after sync: {e}");
         }
+        self.with_app(name, |e| e.operation = Some(op.clone()))?;
+        drop(guard);
+        self.notify();
         Ok(op)
     }
 

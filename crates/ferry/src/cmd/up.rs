@@ -316,7 +316,9 @@ async fn watch_until_healthy(
             }
             l
         };
-        if line != last {
+        // Before its first comparison the app is only Unknown/Unknown: nothing to say.
+        let compared = st.reconciled_at.is_some() || running;
+        if compared && line != last {
             say(&format!("{line}\n"));
             last = line;
         }
