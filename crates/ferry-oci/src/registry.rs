@@ -612,6 +612,28 @@ impl RegistryClient {
         reference: &Reference,
         digest: &Digest,
     ) -> Result<Vec<u8>> {
+        let (ep, url, resp) = self.get_blob(reference, digest).await?;
+        let raw = read_limited(resp, MAX_JSON_BLOB)
+            .await
+            .map_err(|e| unreachable(&ep, &url, &e))?;
+        let actual = Digest::of(&raw);
+        if &actual != digest {
+            return Err(Error::DigestMismatch {
+                what: format!("blob of {reference}"),
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(raw)
+    }
+
+    /// `GET` a blob: the endpoint, URL and a successful response, or `BlobUnknown` on
+    /// 404 and the registry's error otherwise.
+    async fn get_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+    ) -> Result<(Endpoint, Url, reqwest::Response)> {
         let ep = self.endpoint(reference)?;
         let repo = reference.repository();
         let url = Self::url(&ep, &format!("{repo}/blobs/{digest}"))?;
@@ -637,18 +659,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(self.fail(&ep, repo, &Method::GET, &url, resp).await);
         }
-        let raw = read_limited(resp, MAX_JSON_BLOB)
-            .await
-            .map_err(|e| unreachable(&ep, &url, &e))?;
-        let actual = Digest::of(&raw);
-        if &actual != digest {
-            return Err(Error::DigestMismatch {
-                what: format!("blob of {reference}"),
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        Ok(raw)
+        Ok((ep, url, resp))
     }
 
     /// The manifest and config of a remote image, as JSON (for `ferry image inspect`).
@@ -674,35 +685,11 @@ impl RegistryClient {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<u64> {
-        let ep = self.endpoint(reference)?;
-        let repo = reference.repository();
-        let url = Self::url(&ep, &format!("{repo}/blobs/{}", desc.digest))?;
         self.progress(ProgressEvent::Downloading {
             digest: desc.digest.clone(),
             size: desc.size,
         });
-        let mut resp = self
-            .send(
-                &ep,
-                repo,
-                "pull",
-                Req {
-                    method: Method::GET,
-                    url: url.clone(),
-                    headers: &[],
-                    body: None,
-                },
-            )
-            .await?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Err(Error::BlobUnknown {
-                reference: reference.to_string(),
-                digest: desc.digest.to_string(),
-            });
-        }
-        if !resp.status().is_success() {
-            return Err(self.fail(&ep, repo, &Method::GET, &url, resp).await);
-        }
+        let (ep, url, mut resp) = self.get_blob(reference, &desc.digest).await?;
         let tmp = store.temp_path("pull");
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.at(&tmp)?;
