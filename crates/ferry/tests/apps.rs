@@ -81,18 +81,11 @@ impl World {
             "VERSION=v1",
             quickstart().join("app").to_str().unwrap(),
         ]);
-        let logf = std::fs::File::create(&w.log).unwrap();
-        let child = Command::new(ferry_bin())
-            .args(["serve", "--addr", "127.0.0.1:0", "--reconciliation", "1s"])
-            .env("FERRY_HOME", w.home())
-            .env("FERRY_BACKOFF_BASE_MS", "200")
-            .env("FERRY_BACKOFF_MAX_MS", "1000")
-            .env("RUST_LOG", "info")
-            .env_remove("FERRY_SERVER")
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .unwrap();
+        let child = util::spawn_serve(
+            w.home(),
+            &["--addr", "127.0.0.1:0", "--reconciliation", "1s"],
+            &w.log,
+        );
         let pid = child.id();
         w.child = Some(child);
         eventually(

@@ -69,22 +69,7 @@ impl Daemon {
 
     /// Starts `ferry serve --addr 127.0.0.1:0` on this home and waits until it answers.
     fn spawn(&mut self) {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(ferry_bin())
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .env("FERRY_HOME", self.home())
-            .env("FERRY_BACKOFF_BASE_MS", "200")
-            .env("FERRY_BACKOFF_MAX_MS", "1000")
-            .env("RUST_LOG", "info")
-            .env_remove("FERRY_SERVER")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = util::spawn_serve(self.home(), &["--addr", "127.0.0.1:0"], &self.log);
         let pid = child.id();
         self.child = Some(child);
         let info = self.eventually("daemon.json of the new daemon", 20, || {

@@ -97,6 +97,35 @@ pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Starts `ferry serve ARGS` on `home` (with short restart back-offs, and none of the
+/// caller's FERRY_* settings), appending its log to `log`; does not wait for it.
+pub fn spawn_serve(
+    home: &std::path::Path,
+    args: &[&str],
+    log: &std::path::Path,
+) -> std::process::Child {
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::process::Command::new(ferry_bin())
+        .arg("serve")
+        .args(args)
+        .env("FERRY_HOME", home)
+        .env("FERRY_BACKOFF_BASE_MS", "200")
+        .env("FERRY_BACKOFF_MAX_MS", "1000")
+        .env("RUST_LOG", "info")
+        .env_remove("FERRY_SERVER")
+        .env_remove("FERRY_TOKEN")
+        .env_remove("FERRY_WEBHOOK_SECRET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// Live (not zombie) processes whose working directory is under `home` — the
 /// workloads of that FERRY_HOME's runtime, which run in their unpacked images — and
 /// whose command line contains `needle`. Only interpreters count when `python` is
@@ -174,26 +203,8 @@ impl Daemon {
     pub fn spawn(&mut self, args: &[&str]) {
         assert!(self.child.is_none(), "a daemon of this home is running");
         self.args = args.iter().map(|s| s.to_string()).collect();
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = std::process::Command::new(ferry_bin())
-            .arg("serve")
-            .args(&self.args)
-            .env("FERRY_HOME", self.home())
-            .env("FERRY_BACKOFF_BASE_MS", "200")
-            .env("FERRY_BACKOFF_MAX_MS", "1000")
-            .env("RUST_LOG", "info")
-            .env_remove("FERRY_SERVER")
-            .env_remove("FERRY_TOKEN")
-            .env_remove("FERRY_WEBHOOK_SECRET")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let child = spawn_serve(self.home(), &args, &self.log);
         let pid = child.id();
         self.child = Some(child);
         self.port = self.eventually("daemon.json of the new daemon", 20, || {
