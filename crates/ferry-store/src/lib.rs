@@ -4,9 +4,18 @@
 //!
 //! The API is synchronous and cheap per call; callers on an async runtime keep one
 //! [`Db`] behind their own lock or call it from `spawn_blocking`.
+//!
+//! Secrets are encrypted at rest (see [`crypt`]): the bodies of `Secret` objects are
+//! stored as AES-256-GCM envelopes, the database and its WAL are readable by their
+//! owner only, and deleted content is overwritten (`secure_delete`).
 
+pub mod crypt;
+
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
+
+pub use crypt::{CryptError, Keyring};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -35,6 +44,24 @@ pub enum Error {
         /// The parse error.
         #[source]
         source: serde_json::Error,
+    },
+    /// An encrypted row could not be decrypted, or the key ring could not be loaded.
+    #[error("state database {path}: {source}")]
+    Crypt {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: CryptError,
+    },
+    /// The database file's permissions could not be set.
+    #[error("state database {path}: {source}")]
+    Io {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -107,6 +134,24 @@ pub struct OperationRow {
 pub struct Db {
     path: String,
     conn: Mutex<Connection>,
+    /// The keys Secret bodies are encrypted with; `None` for in-memory databases.
+    keyring: RwLock<Option<Keyring>>,
+}
+
+/// Whether rows of `kind` hold secrets and are encrypted at rest.
+fn encrypted_kind(kind: &str) -> bool {
+    kind == "Secret"
+}
+
+/// The database files SQLite keeps beside `path`.
+fn sidecars(path: &Path) -> [std::path::PathBuf; 3] {
+    let s = path.as_os_str().to_os_string();
+    let with = |suffix: &str| {
+        let mut p = s.clone();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    [path.to_path_buf(), with("-wal"), with("-shm")]
 }
 
 const SCHEMA: &str = "
@@ -160,13 +205,46 @@ CREATE TABLE IF NOT EXISTS app_operations (
 const MAX_EVENTS: i64 = 5000;
 
 impl Db {
-    /// Opens (creating if needed) the database at `path`, in WAL mode.
+    /// Opens (creating if needed) the database at `path`, in WAL mode, with the key
+    /// ring of the directory it is in (`FERRY_HOME/keys`, see [`Keyring`]). Secrets
+    /// stored in clear by an earlier ferry are encrypted on the way.
     pub fn open(path: &Path) -> Result<Self> {
+        let home = path.parent().unwrap_or(Path::new("."));
+        let keyring = Keyring::load_or_create(home).map_err(|source| Error::Crypt {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::open_with(path, Some(keyring))
+    }
+
+    /// [`Db::open`] with the key ring given (`None`: nothing encrypted, for tools
+    /// that only read non-secret tables).
+    pub fn open_with(path: &Path, keyring: Option<Keyring>) -> Result<Self> {
         let p = path.display().to_string();
         let wrap = |source| Error::Sqlite {
             path: p.clone(),
             source,
         };
+        // Owner-only from the first byte: SQLite gives its WAL and shared-memory files
+        // the database file's mode, so creating it 0600 covers all three.
+        let files = sidecars(path);
+        let io = |source| Error::Io {
+            path: p.clone(),
+            source,
+        };
+        std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
+        for f in &files {
+            match std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
         let conn = Connection::open(path).map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
@@ -174,11 +252,18 @@ impl Db {
             .map_err(wrap)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(wrap)?;
+        // Deleted rows (an old Secret, a replaced body) are overwritten, not left in
+        // free pages for `strings` to find.
+        conn.pragma_update(None, "secure_delete", "ON")
+            .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(Self {
+        let db = Self {
             path: p,
             conn: Mutex::new(conn),
-        })
+            keyring: RwLock::new(keyring),
+        };
+        db.encrypt_clear_rows()?;
+        Ok(db)
     }
 
     /// An in-memory database, for tests.
@@ -194,6 +279,7 @@ impl Db {
         Ok(Self {
             path: ":memory:".into(),
             conn: Mutex::new(conn),
+            keyring: RwLock::new(None),
         })
     }
 
@@ -202,6 +288,127 @@ impl Db {
             path: self.path.clone(),
             source,
         }
+    }
+
+    fn keyring(&self) -> std::sync::RwLockReadGuard<'_, Option<Keyring>> {
+        self.keyring.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A stored body in clear: decrypted when it is an envelope.
+    fn open_body(&self, ring: Option<&Keyring>, key: &str, body: String) -> Result<String> {
+        if !Keyring::is_encrypted(&body) {
+            return Ok(body);
+        }
+        let crypt = |source| Error::Crypt {
+            path: self.path.clone(),
+            source,
+        };
+        let ring = ring.ok_or(crypt(CryptError::UnknownKey {
+            id: Keyring::key_id_of(&body).unwrap_or_default().to_string(),
+        }))?;
+        let plain = ring
+            .decrypt(&body, key.as_bytes())
+            .map_err(crypt)?
+            .unwrap_or_default();
+        String::from_utf8(plain).map_err(|_| {
+            crypt(CryptError::Damaged {
+                id: Keyring::key_id_of(&body).unwrap_or_default().to_string(),
+            })
+        })
+    }
+
+    /// Re-seals every secret row with the primary key in one transaction:
+    /// clear rows (`only_clear`) or all of them (a rotation). Returns how many rows
+    /// were written.
+    fn reseal(&self, only_clear: bool) -> Result<usize> {
+        let ring_guard = self.keyring();
+        let Some(ring) = ring_guard.as_ref() else {
+            return Ok(0);
+        };
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String, String)> = {
+            let mut stmt = tx
+                .prepare("SELECT key, kind, body FROM objects")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<rusqlite::Result<_>>()
+                .map_err(|e| self.err(e))?
+        };
+        let mut written = 0;
+        for (key, kind, body) in rows {
+            if !encrypted_kind(&kind) {
+                continue;
+            }
+            let sealed_already = Keyring::is_encrypted(&body);
+            if only_clear && sealed_already {
+                continue;
+            }
+            if sealed_already && Keyring::key_id_of(&body) == Some(ring.primary_id()) {
+                continue;
+            }
+            let plain = self.open_body(Some(ring), &key, body)?;
+            let sealed = ring.encrypt(plain.as_bytes(), key.as_bytes());
+            tx.execute(
+                "UPDATE objects SET body = ?2 WHERE key = ?1",
+                params![key, sealed],
+            )
+            .map_err(|e| self.err(e))?;
+            written += 1;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        if written > 0 {
+            // The clear (or old-key) bodies may still sit in the WAL and in free
+            // pages: fold the WAL in and rebuild the file so no copy remains.
+            conn.execute_batch(
+                "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        Ok(written)
+    }
+
+    /// Encrypts the Secret rows an earlier ferry stored in clear.
+    fn encrypt_clear_rows(&self) -> Result<()> {
+        let n = self.reseal(true)?;
+        if n > 0 {
+            tracing::warn!(
+                "state database {}: encrypted {n} Secret(s) stored in clear by an earlier ferry",
+                self.path
+            );
+        }
+        Ok(())
+    }
+
+    /// Rotates the encryption key: a new primary key (or the one in
+    /// `FERRY_ENCRYPTION_KEY_FILE`), every Secret re-encrypted with it in one
+    /// transaction, then the old keys removed. Returns (rows re-encrypted, new key
+    /// id, retired key ids). Run it with no daemon using the database.
+    pub fn rotate_key(&self) -> Result<(usize, String, Vec<String>)> {
+        let crypt = |source| Error::Crypt {
+            path: self.path.clone(),
+            source,
+        };
+        {
+            let mut guard = self.keyring.write().unwrap_or_else(|p| p.into_inner());
+            let Some(ring) = guard.as_mut() else {
+                return Ok((0, String::new(), Vec::new()));
+            };
+            let external = std::env::var_os(crypt::KEY_FILE_ENV).is_some_and(|v| !v.is_empty());
+            ring.rotate(external).map_err(crypt)?;
+        }
+        let n = self.reseal(false)?;
+        let mut guard = self.keyring.write().unwrap_or_else(|p| p.into_inner());
+        let ring = guard.as_mut().expect("checked above");
+        let retired = ring.retire_others().map_err(crypt)?;
+        Ok((n, ring.primary_id().to_string(), retired))
+    }
+
+    /// The id of the key new Secrets are encrypted with, if encryption is on.
+    pub fn encryption_key_id(&self) -> Option<String> {
+        self.keyring().as_ref().map(|r| r.primary_id().to_string())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -231,6 +438,14 @@ impl Db {
         name: &str,
         body: &str,
     ) -> Result<()> {
+        let sealed;
+        let body = match self.keyring().as_ref() {
+            Some(ring) if encrypted_kind(kind) => {
+                sealed = ring.encrypt(body.as_bytes(), key.as_bytes());
+                sealed.as_str()
+            }
+            _ => body,
+        };
         self.conn()
             .prepare_cached(
                 "INSERT INTO objects(key, kind, namespace, name, body) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -260,8 +475,10 @@ impl Db {
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
             .map_err(|e| self.err(e))?;
         let mut out = Vec::new();
+        let ring = self.keyring();
         for row in rows {
             let (key, body) = row.map_err(|e| self.err(e))?;
+            let body = self.open_body(ring.as_ref(), &key, body)?;
             let value = serde_json::from_str(&body).map_err(|source| Error::Corrupt {
                 path: self.path.clone(),
                 table: "objects",
@@ -675,6 +892,139 @@ impl Db {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Every byte of the database's files, to look for a secret as `strings` would.
+    fn raw_files(path: &Path) -> Vec<u8> {
+        sidecars(path)
+            .iter()
+            .filter_map(|f| std::fs::read(f).ok())
+            .flatten()
+            .collect()
+    }
+
+    fn contains(hay: &[u8], needle: &str) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn regression_secret_values_are_not_readable_in_the_database_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let db = Db::open(&path).unwrap();
+        let secret = json!({"kind": "Secret", "metadata": {"name": "db"},
+                            "data": {"password": "c3VwZXJzZWNyZXQtdmFsdWU="},
+                            "stringData": {"x": "plain-marker-123"}});
+        db.put_object("v1/Secret/default/db", "Secret", "default", "db", &secret)
+            .unwrap();
+        db.put_object(
+            "v1/ConfigMap/default/c",
+            "ConfigMap",
+            "default",
+            "c",
+            &json!({"data": {"k": "cm-visible"}}),
+        )
+        .unwrap();
+        let raw = raw_files(&path);
+        assert!(!contains(&raw, "c3VwZXJzZWNyZXQtdmFsdWU="));
+        assert!(!contains(&raw, "plain-marker-123"));
+        assert!(contains(&raw, "cm-visible"), "only Secrets are encrypted");
+        // Read back in clear, also after reopening.
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        let objects = db.objects().unwrap();
+        let got = objects
+            .iter()
+            .find(|(k, _)| k == "v1/Secret/default/db")
+            .unwrap();
+        assert_eq!(got.1, secret);
+        for f in sidecars(&path) {
+            if let Ok(m) = std::fs::metadata(&f) {
+                assert_eq!(m.permissions().mode() & 0o777, 0o600, "{}", f.display());
+            }
+        }
+    }
+
+    #[test]
+    fn regression_secrets_stored_in_clear_by_an_older_ferry_are_encrypted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        {
+            // An older ferry: no key ring, world-readable file.
+            let db = Db::open_with(&path, None).unwrap();
+            db.put_object(
+                "v1/Secret/default/s",
+                "Secret",
+                "default",
+                "s",
+                &json!({"data": {"k": "b2xkLWNsZWFyLXNlY3JldA=="}}),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        assert!(contains(&raw_files(&path), "b2xkLWNsZWFyLXNlY3JldA=="));
+        let db = Db::open(&path).unwrap();
+        assert!(!contains(&raw_files(&path), "b2xkLWNsZWFyLXNlY3JldA=="));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let (_, body) = db.objects().unwrap().pop().unwrap();
+        assert_eq!(body["data"]["k"], "b2xkLWNsZWFyLXNlY3JldA==");
+    }
+
+    #[test]
+    fn rotating_the_key_re_encrypts_every_secret_and_retires_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let db = Db::open(&path).unwrap();
+        for i in 0..3 {
+            let key = format!("v1/Secret/default/s{i}");
+            db.put_object(
+                &key,
+                "Secret",
+                "default",
+                &format!("s{i}"),
+                &json!({"data": {"i": i}}),
+            )
+            .unwrap();
+        }
+        let old = db.encryption_key_id().unwrap();
+        let (n, new, retired) = db.rotate_key().unwrap();
+        assert_eq!(n, 3);
+        assert_ne!(new, old);
+        assert_eq!(retired, vec![old.clone()]);
+        assert!(
+            !Keyring::dir_of(dir.path())
+                .join(format!("{old}.key"))
+                .exists()
+        );
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.encryption_key_id().as_deref(), Some(new.as_str()));
+        assert_eq!(db.objects().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_missing_key_is_a_clear_error_not_empty_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let db = Db::open(&path).unwrap();
+        db.put_object(
+            "v1/Secret/default/s",
+            "Secret",
+            "default",
+            "s",
+            &json!({"data": {}}),
+        )
+        .unwrap();
+        drop(db);
+        std::fs::remove_dir_all(Keyring::dir_of(dir.path())).unwrap();
+        let err = Db::open(&path)
+            .and_then(|db| db.objects())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("restore that key file"), "{err}");
+    }
 
     #[test]
     fn objects_survive_reopen() {
