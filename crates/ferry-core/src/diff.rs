@@ -11,7 +11,7 @@
 mod ignore;
 mod jq;
 mod managed;
-mod mask;
+pub(crate) mod mask;
 mod normalize;
 mod overlay;
 mod pointer;

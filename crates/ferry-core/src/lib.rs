@@ -1,6 +1,7 @@
 //! ferry's pure core: the object model, manifest parsing, health assessment,
 //! normalisation and diff, sync planning, and the Argo spec types. No I/O here.
 
+pub mod admit;
 pub mod argo;
 pub mod diff;
 pub mod error;

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod controller;
 pub mod fields;
+pub mod home;
 pub mod kubelet;
 pub mod proxy;
 pub mod runtime;

@@ -46,12 +46,15 @@ impl Runtime {
     /// Opens the state under `config.home` and starts the controllers, the kubelet
     /// (re-adopting processes an earlier daemon left running) and the Service proxies.
     pub async fn start(config: RuntimeConfig) -> Result<Arc<Self>> {
-        std::fs::create_dir_all(&config.home).map_err(|e| {
+        let repaired = crate::home::secure(&config.home).map_err(|e| {
             Error::Invalid(format!(
-                "cannot create FERRY_HOME {}: {e}",
+                "cannot create or secure FERRY_HOME {}: {e}",
                 config.home.display()
             ))
         })?;
+        for line in repaired {
+            tracing::warn!("FERRY_HOME holds secrets and must be private: {line}");
+        }
         let db = Arc::new(Db::open(&config.db_path())?);
         let cluster = Arc::new(Cluster::open(Some(db))?);
         let kubelet = Kubelet::new(cluster.clone(), config.clone())?;

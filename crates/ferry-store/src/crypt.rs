@@ -13,7 +13,7 @@
 //! Envelope: `ferry:enc:aesgcm:v1:<id>:<base64(nonce ‖ ciphertext ‖ tag)>`.
 
 use std::io::{Read as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
@@ -157,7 +157,12 @@ impl Keyring {
             let path = path.to_path_buf();
             move |source| CryptError::Io { path, source }
         };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Created owner-only, FERRY_HOME too when this is the first thing made in it.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io(&dir))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
         let mut keys = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)

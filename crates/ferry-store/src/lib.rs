@@ -383,27 +383,36 @@ impl Db {
     }
 
     /// Rotates the encryption key: a new primary key (or the one in
-    /// `FERRY_ENCRYPTION_KEY_FILE`), every Secret re-encrypted with it in one
-    /// transaction, then the old keys removed. Returns (rows re-encrypted, new key
-    /// id, retired key ids). Run it with no daemon using the database.
-    pub fn rotate_key(&self) -> Result<(usize, String, Vec<String>)> {
-        let crypt = |source| Error::Crypt {
-            path: self.path.clone(),
-            source,
-        };
+    /// `FERRY_ENCRYPTION_KEY_FILE`) and every Secret re-encrypted with it in one
+    /// transaction. The old keys still decrypt until [`Db::retire_old_keys`], so
+    /// other files sealed with the key ring can be re-written in between. Returns
+    /// (rows re-encrypted, new key id). Run it with no daemon using the database.
+    pub fn rotate_key(&self) -> Result<(usize, String)> {
         {
             let mut guard = self.keyring.write().unwrap_or_else(|p| p.into_inner());
             let Some(ring) = guard.as_mut() else {
-                return Ok((0, String::new(), Vec::new()));
+                return Ok((0, String::new()));
             };
             let external = std::env::var_os(crypt::KEY_FILE_ENV).is_some_and(|v| !v.is_empty());
-            ring.rotate(external).map_err(crypt)?;
+            ring.rotate(external).map_err(|source| Error::Crypt {
+                path: self.path.clone(),
+                source,
+            })?;
         }
         let n = self.reseal(false)?;
+        Ok((n, self.encryption_key_id().unwrap_or_default()))
+    }
+
+    /// Removes every key but the primary one; returns the ids removed.
+    pub fn retire_old_keys(&self) -> Result<Vec<String>> {
         let mut guard = self.keyring.write().unwrap_or_else(|p| p.into_inner());
-        let ring = guard.as_mut().expect("checked above");
-        let retired = ring.retire_others().map_err(crypt)?;
-        Ok((n, ring.primary_id().to_string(), retired))
+        match guard.as_mut() {
+            Some(ring) => ring.retire_others().map_err(|source| Error::Crypt {
+                path: self.path.clone(),
+                source,
+            }),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The id of the key new Secrets are encrypted with, if encryption is on.
@@ -989,7 +998,8 @@ mod tests {
             .unwrap();
         }
         let old = db.encryption_key_id().unwrap();
-        let (n, new, retired) = db.rotate_key().unwrap();
+        let (n, new) = db.rotate_key().unwrap();
+        let retired = db.retire_old_keys().unwrap();
         assert_eq!(n, 3);
         assert_ne!(new, old);
         assert_eq!(retired, vec![old.clone()]);

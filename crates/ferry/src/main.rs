@@ -66,6 +66,9 @@ enum Command {
     Traffic(cmd::traffic::TrafficCmd),
     /// Stop every workload, then the daemon.
     Down(cmd::down::DownArgs),
+    /// Operate FERRY_HOME itself: rotate the encryption key.
+    #[command(subcommand)]
+    Admin(cmd::admin::AdminCmd),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Serve(a) => cmd::serve::run(a),
         Command::Up(a) => cmd::up::run(a),
         Command::Repo(c) => cmd::repo::run(c),
+        Command::Admin(c) => cmd::admin::run(c),
         Command::App(c) => client::exit_code(cmd::app::run(c)),
         Command::Apply(a) => client::exit_code(cmd::apply::run(a)),
         Command::Get(a) => client::exit_code(cmd::get::run(a)),
