@@ -3,5 +3,6 @@
 mod argo;
 mod diff;
 mod health;
+mod names;
 mod plan;
 mod util;
