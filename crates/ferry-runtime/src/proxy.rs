@@ -11,12 +11,17 @@
 //!   path (`h1`); HTTP/2, `Upgrade` and `CONNECT` take the general one on hyper
 //!   (`http`).
 //! - TCP passthrough for everything else; [`Protocol::Auto`] sniffs the first bytes.
+//! - Slow and idle clients are closed after the header and idle timeouts of
+//!   [`ConnectionLimits`], and a listener holds at most its cap of connections (in
+//!   all, and per remote IP): past it, new connections are closed at once while
+//!   established ones go on being served.
 //! - Every request is counted in [`Metrics`] by namespace, service, version
 //!   (pod-template hash) and status class, with a latency histogram.
 
 mod backends;
 mod h1;
 mod http;
+pub mod limit;
 mod metrics;
 mod pool;
 mod sniff;
@@ -33,6 +38,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::config::ConnectionLimits;
+use limit::{AcceptLog, Limiter, Permit};
 
 /// How long [`Protocol::Auto`] waits for a client's first bytes before it decides
 /// the protocol is one where the server speaks first, and passes TCP through.
@@ -119,11 +127,15 @@ struct Shared {
     h1: h1::FastPath,
     /// HTTP/2, `Upgrade` and `CONNECT`: hyper.
     http: http::HttpProxy,
+    /// Header and idle timeouts.
+    header_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 /// Starts proxying `listener` (one Service port) to the ready endpoints in
-/// `backends`, counting into `metrics`. Returns at once; the proxy runs on the
-/// current tokio runtime until the returned handle is dropped or shut down.
+/// `backends`, counting into `metrics`, with the default [`ConnectionLimits`] of a
+/// Service. Returns at once; the proxy runs on the current tokio runtime until the
+/// returned handle is dropped or shut down.
 pub async fn serve(
     listener: TcpListener,
     service: ServiceId,
@@ -131,19 +143,42 @@ pub async fn serve(
     backends: Arc<Backends>,
     metrics: Arc<Metrics>,
 ) -> ProxyHandle {
+    serve_limited(
+        listener,
+        service,
+        protocol,
+        backends,
+        metrics,
+        &ConnectionLimits::services(),
+    )
+    .await
+}
+
+/// [`serve`] with the given timeouts and connection caps.
+pub async fn serve_limited(
+    listener: TcpListener,
+    service: ServiceId,
+    protocol: Protocol,
+    backends: Arc<Backends>,
+    metrics: Arc<Metrics>,
+    limits: &ConnectionLimits,
+) -> ProxyHandle {
     let local_addr = listener
         .local_addr()
         .expect("a bound TCP listener has a local address");
     let service_metrics = metrics.service(&service.namespace, &service.name);
     let shared = Arc::new(Shared {
         h1: h1::FastPath::new(&service, local_addr),
-        http: http::HttpProxy::new(&service),
+        http: http::HttpProxy::new(&service, limits),
         service,
         backends,
         metrics: service_metrics,
+        header_timeout: limits.header_timeout,
+        idle_timeout: limits.idle_timeout,
     });
+    let limiter = Limiter::new(limits.max_connections, limits.max_connections_per_ip);
     let (stop, stopped) = watch::channel(false);
-    let accept = tokio::spawn(accept_loop(listener, protocol, shared, stopped));
+    let accept = tokio::spawn(accept_loop(listener, protocol, shared, limiter, stopped));
     ProxyHandle {
         local_addr,
         stop,
@@ -161,8 +196,11 @@ async fn accept_loop(
     listener: TcpListener,
     protocol: Protocol,
     shared: Arc<Shared>,
+    limiter: Arc<Limiter>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut log = AcceptLog::default();
+    let name = format!("service {}", shared.service);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -173,11 +211,26 @@ async fn accept_loop(
             Ok(conn) => conn,
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(service = %shared.service, error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(wait) = log.failed(&name, &err) {
+                    tokio::select! {
+                        _ = until_stopped(&mut stopped) => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
                 continue;
             }
         };
+        let permit = match limiter.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(why) => {
+                // Closed at once: the client learns now, and established
+                // connections keep their descriptors and their service.
+                log.refused(&name, why, &limiter);
+                drop(stream);
+                continue;
+            }
+        };
+        log.admitted(&name);
         let _ = stream.set_nodelay(true);
         tokio::spawn(handle_connection(
             stream,
@@ -185,6 +238,7 @@ async fn accept_loop(
             protocol,
             shared.clone(),
             stopped.clone(),
+            permit,
         ));
     }
 }
@@ -195,6 +249,8 @@ async fn handle_connection(
     protocol: Protocol,
     shared: Arc<Shared>,
     stopped: watch::Receiver<bool>,
+    // Held until the connection ends (an upgraded one's copy task outlives it).
+    _permit: Permit,
 ) {
     let protocol = match protocol {
         Protocol::Auto => match sniff::sniff(&stream, SNIFF_TIMEOUT).await {

@@ -198,12 +198,13 @@ impl ServiceManager {
                     in_use.insert(host_port);
                     recorded.insert(port, host_port);
                     let backends = Backends::new();
-                    let handle = proxy::serve(
+                    let handle = proxy::serve_limited(
                         listener,
                         ServiceId::new(&ns, &name, port),
                         protocol(&p),
                         backends.clone(),
                         self.metrics.clone(),
+                        &self.config.proxy_limits,
                     )
                     .await;
                     self.cluster.record_event(

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferry_runtime::config::ConnectionLimits;
 use ferry_runtime::proxy::{self, Backends, Endpoint, Metrics, Protocol, ProxyHandle, ServiceId};
 use http_body_util::{Either, Full};
 use hyper::body::{Frame, Incoming};
@@ -1297,4 +1298,199 @@ async fn prometheus_scrapes_the_metrics_and_computes_the_success_rate() {
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert!((rate - 0.95).abs() < 0.02, "{rate}");
+}
+
+// ---------------------------------------------------------------------------
+// Slow clients and connection caps
+// ---------------------------------------------------------------------------
+
+async fn start_proxy_limited(
+    protocol: Protocol,
+    endpoints: Vec<Endpoint>,
+    limits: &ConnectionLimits,
+) -> Proxy {
+    let backends = Backends::new();
+    backends.set_endpoints(endpoints);
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let handle = proxy::serve_limited(
+        listener,
+        ServiceId::new("shop", "web", 80),
+        protocol,
+        backends.clone(),
+        metrics.clone(),
+        limits,
+    )
+    .await;
+    Proxy {
+        handle,
+        backends,
+        metrics,
+    }
+}
+
+fn limits(header_ms: u64, idle_ms: u64, max: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        header_timeout: Duration::from_millis(header_ms),
+        idle_timeout: Duration::from_millis(idle_ms),
+        max_connections: max,
+        max_connections_per_ip: max,
+    }
+}
+
+/// How many slow clients a flood test opens: 3,000, or fewer where the open-files
+/// limit (which counts both ends of each connection here) is lower.
+fn flood_size() -> usize {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(s, _)| s);
+    // Other tests of this binary run alongside: leave them plenty.
+    usize::try_from(soft.saturating_sub(4096) / 4)
+        .unwrap_or(usize::MAX)
+        .min(3000)
+}
+
+/// Opens `n` connections to `addr` that each send `bytes` and then nothing.
+async fn slow_clients(addr: SocketAddr, n: usize, bytes: &'static [u8]) -> Vec<TcpStream> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        out.push(s);
+    }
+    out
+}
+
+/// Whether the other end closed `s` (EOF or reset) without sending a byte, within
+/// 30 s.
+async fn closed_silently(s: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut rest)).await {
+        Ok(Ok(_)) | Ok(Err(_)) => rest.is_empty(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_slow_header_flood_keeps_the_service_answering() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy_limited(
+        Protocol::Auto,
+        vec![ep(&a, "v1")],
+        &limits(1000, 60_000, 10_000),
+    )
+    .await;
+    let n = flood_size();
+    let mut slow = slow_clients(
+        p.handle.local_addr,
+        n,
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+    )
+    .await;
+    // While they are held, a fresh client is answered.
+    let (status, who, _) = get(&client(), &p.url("/")).await;
+    assert_eq!((status, who.as_str()), (200, "a"));
+    // And every slow one is closed after the header timeout, never answered.
+    for (i, s) in slow.iter_mut().enumerate() {
+        assert!(
+            closed_silently(s).await,
+            "slow client {i} of {n} was not closed (or was answered)"
+        );
+    }
+    assert_eq!(get(&client(), &p.url("/")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_connection_cap_keeps_established_keep_alive_clients_served() {
+    let a = backend("a", "v1").await;
+    // Slow clients are not timed out here: only the cap is at work.
+    let p = start_proxy_limited(
+        Protocol::Http,
+        vec![ep(&a, "v1")],
+        &limits(600_000, 600_000, 50),
+    )
+    .await;
+    let mut established = raw_connect(&p).await;
+    established
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut established, false).await.status, 200);
+
+    // 100 slow clients: 49 fill the cap, the rest are closed at once.
+    let mut slow = slow_clients(p.handle.local_addr, 100, b"GET / HTTP/1.1\r\nHost:").await;
+    let mut refused = 0;
+    for s in slow.iter_mut().skip(49) {
+        refused += usize::from(closed_silently(s).await);
+    }
+    assert_eq!(refused, 51, "connections past the cap are closed at once");
+    let mut fresh = TcpStream::connect(p.handle.local_addr).await.unwrap();
+    let _ = fresh.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        closed_silently(&mut fresh).await,
+        "a fresh client past the cap is closed"
+    );
+
+    // The established client is served as before, on the same connection.
+    for _ in 0..3 {
+        established
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let resp = read_response(&mut established, false).await;
+        assert_eq!((resp.status, resp.text()), (200, "a v1".to_string()));
+    }
+
+    // Once the slow clients go, fresh ones are served again.
+    drop(slow);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = raw_connect(&p).await;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut line = String::new();
+        let _ = s.read_line(&mut line).await;
+        if line.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fresh clients still refused 10 s after the slow ones left"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_and_slow_later_heads_are_closed_but_a_slow_body_is_not() {
+    let a = backend("a", "v1").await;
+    let p = start_proxy_limited(Protocol::Http, vec![ep(&a, "v1")], &limits(300, 300, 100)).await;
+    // Idle after one answer: closed after the idle timeout.
+    let mut idle = raw_connect(&p).await;
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut idle, false).await.status, 200);
+    assert_closed(&mut idle).await;
+    // A second head sent in pieces slower than the header timeout: closed.
+    let mut slow = raw_connect(&p).await;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_response(&mut slow, false).await.status, 200);
+    assert_closed(&mut slow).await;
+    // A request body slower than both timeouts is not cut: the head was whole.
+    let mut body = raw_connect(&p).await;
+    body.write_all(b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    body.write_all(b"cd").await.unwrap();
+    let resp = read_response(&mut body, false).await;
+    assert_eq!((resp.status, resp.text()), (200, "abcd".to_string()));
 }

@@ -36,10 +36,6 @@ use super::backends::Target;
 use super::metrics::{NO_VERSION, ServiceMetrics, VersionSeries};
 use super::{ServiceId, Shared};
 
-/// How long a client may take to send a request head, counted from when the
-/// proxy starts waiting for it; so also how long an idle keep-alive client
-/// connection is kept.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Initial size of a connection's two read buffers: enough for common heads and
 /// small bodies, and little for an idle keep-alive connection to hold.
 const BUF_SIZE: usize = 4 * 1024;
@@ -189,9 +185,10 @@ pub(super) async fn serve_connection(
         client_ip: peer.ip().to_string().into_bytes(),
         meter: Meter::default(),
     };
-    let mut waiting = Waiting::new(stopped.clone());
+    let mut waiting = Waiting::new(stopped.clone(), shared.header_timeout);
+    let mut first = true;
     loop {
-        let req = match read_request(&mut conn, &shared.h1, &mut waiting).await {
+        let req = match read_request(&mut conn, &shared, &mut waiting, first).await {
             Next::Request(req) => req,
             Next::Close => return,
             Next::Fallback => {
@@ -203,6 +200,7 @@ pub(super) async fn serve_connection(
                 return super::http::serve_connection(io, peer, shared, stopped).await;
             }
         };
+        first = false;
         let start = Instant::now();
         match proxy(&mut conn, &shared, &req, start).await {
             Flow::KeepAlive => {}
@@ -221,12 +219,23 @@ enum Next {
 
 /// Reads the next request head (it may already be buffered: pipelining) and
 /// rewrites it into `conn.fwd`; answers 400 and 431 itself.
-async fn read_request(conn: &mut Conn, fp: &FastPath, waiting: &mut Waiting) -> Next {
+///
+/// A client too slow is closed: the `first` request's head must be whole within
+/// the header timeout of the accept; a later one's first byte must come within
+/// the idle timeout, and the head within the header timeout of that.
+async fn read_request(
+    conn: &mut Conn,
+    shared: &Shared,
+    waiting: &mut Waiting,
+    first: bool,
+) -> Next {
+    let fp = &shared.h1;
     let fwd = head::Forwarding {
         client_ip: &conn.client_ip,
         default_host: &fp.default_host,
     };
-    let mut deadline = None;
+    // (deadline, whether it is the idle one, to be replaced once bytes come)
+    let mut deadline: Option<(Instant, bool)> = None;
     loop {
         if !conn.cbuf.is_empty() {
             match head::request(conn.cbuf.filled(), &mut conn.fwd, &fwd) {
@@ -260,13 +269,21 @@ async fn read_request(conn: &mut Conn, fp: &FastPath, waiting: &mut Waiting) -> 
                 }
             }
         }
-        // One clock read per head that is not already here; the timer itself is
-        // only re-armed when it fires (see `Waiting`).
-        let deadline = *deadline.get_or_insert_with(|| Instant::now() + HEADER_TIMEOUT);
-        match waiting
-            .read(&mut conn.client, &mut conn.cbuf, deadline)
-            .await
-        {
+        // One clock read per head that is not already here (and one more for a
+        // head that comes in pieces after an idle wait); the timer itself is only
+        // re-armed when it fires (see `Waiting`).
+        let (until, idle) = *deadline.get_or_insert_with(|| {
+            let idle = !first && conn.cbuf.is_empty();
+            let wait = if idle {
+                shared.idle_timeout
+            } else {
+                shared.header_timeout
+            };
+            (Instant::now() + wait, idle)
+        });
+        match waiting.read(&mut conn.client, &mut conn.cbuf, until).await {
+            // The next request has begun: from now its head has the header timeout.
+            Waited::Read if idle => deadline = None,
             Waited::Read => {}
             // EOF, an error, the deadline or the proxy stopping: a client between
             // requests (or one too slow to send a head) is simply closed.
@@ -731,7 +748,8 @@ enum Waited {
 ///
 /// Neither costs much per request. The timer is armed lazily: it keeps its old
 /// deadline and, when that passes, is moved to the current head's deadline if
-/// that is later; arming it per request would insert into and remove from
+/// that is later (it is moved at once only to an earlier one, when a head comes
+/// in pieces after an idle wait); arming it per request would insert into and remove from
 /// tokio's timer wheel every time. The stop signal's future is polled once, which
 /// registers the task to be woken; after that an atomic load tells whether it
 /// came.
@@ -743,10 +761,10 @@ struct Waiting {
 }
 
 impl Waiting {
-    fn new(stopped: watch::Receiver<bool>) -> Self {
+    fn new(stopped: watch::Receiver<bool>, header_timeout: Duration) -> Self {
         let mut registered = stopped.clone();
         Self {
-            timer: Box::pin(tokio::time::sleep(HEADER_TIMEOUT)),
+            timer: Box::pin(tokio::time::sleep(header_timeout)),
             stop: Box::pin(async move { super::until_stopped(&mut registered).await }),
             stop_registered: false,
             stopped,
@@ -769,6 +787,11 @@ impl Waiting {
         if spare.is_empty() {
             // Cannot happen: a full buffer is a head too large, refused before.
             return Waited::Closed;
+        }
+        // An earlier deadline than the armed one (a head's after an idle wait's):
+        // re-arm now, or the slow head would live until the idle deadline.
+        if deadline < self.timer.deadline() {
+            self.timer.as_mut().reset(deadline);
         }
         let polled = poll_fn(|cx| {
             let mut rb = ReadBuf::new(spare);

@@ -26,6 +26,7 @@ use super::backends::Target;
 use super::metrics::NO_VERSION;
 use super::pool::{self, Pool, PooledBody};
 use super::{ServiceId, Shared};
+use crate::config::ConnectionLimits;
 
 /// Body of responses to clients: the endpoint's, streamed, or the proxy's own.
 type ProxyBody = Either<PooledBody, Full<Bytes>>;
@@ -46,11 +47,16 @@ pub(super) struct HttpProxy {
 
 impl HttpProxy {
     /// Must run inside a tokio runtime (the pool starts its sweeper).
-    pub(super) fn new(service: &ServiceId) -> Self {
+    pub(super) fn new(service: &ServiceId, limits: &ConnectionLimits) -> Self {
         let mut server = auto::Builder::new(TokioExecutor::new());
-        // No HTTP/1 timer: hyper would arm a header-read timeout per request,
-        // a timer-wheel insert and removal on the hot path. HTTP/2 needs one for
-        // its keep-alive pings.
+        // Only connections the fast path hands over come here (`Upgrade`,
+        // `CONNECT`, h2c), so hyper's per-request header timer costs the hot path
+        // nothing. It runs from when hyper waits for a head, so it bounds idle
+        // keep-alive connections too. HTTP/2 needs a timer for its keep-alive pings.
+        server
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout);
         server.http2().timer(TokioTimer::new());
         let name = format!("{}/{}", service.namespace, service.name);
         Self {
