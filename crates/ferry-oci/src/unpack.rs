@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -91,6 +91,9 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
         reason: reason.to_string(),
     };
     let tar_err = |e: io::Error| Error::io(blob, e);
+    // As root, entries keep the layer's owners and set-id/sticky bits: a container
+    // runs as the image's users and needs them. Otherwise the files are ours.
+    let as_root = running_as_root();
     let mut created: HashSet<PathBuf> = HashSet::new();
     for entry in archive.entries().map_err(tar_err)? {
         let mut entry = entry.map_err(tar_err)?;
@@ -134,6 +137,16 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
         let dst = parent.join(&name);
         let mode = entry.header().mode().unwrap_or(0o644);
         let kind = entry.header().entry_type();
+        let owner = match (entry.header().uid(), entry.header().gid()) {
+            (Ok(u), Ok(g)) if as_root => u32::try_from(u).ok().zip(u32::try_from(g).ok()),
+            _ => None,
+        };
+        let chown = |p: &Path| -> Result<()> {
+            match owner {
+                Some((u, g)) => std::os::unix::fs::lchown(p, Some(u), Some(g)).at(p),
+                None => Ok(()),
+            }
+        };
         match kind {
             tar::EntryType::Directory => {
                 match fs::symlink_metadata(&dst) {
@@ -144,9 +157,15 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
                     }
                     Err(_) => fs::create_dir(&dst).at(&dst)?,
                 }
-                // Keep the owner's rwx so later layers can write and the tree can be removed.
-                fs::set_permissions(&dst, fs::Permissions::from_mode((mode & 0o777) | 0o700))
-                    .at(&dst)?;
+                chown(&dst)?;
+                // Keep the owner's rwx so later layers can write and the tree can be
+                // removed (root needs no such help).
+                let mode = if as_root {
+                    mode & 0o7777
+                } else {
+                    (mode & 0o777) | 0o700
+                };
+                fs::set_permissions(&dst, fs::Permissions::from_mode(mode)).at(&dst)?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 remove_any(&dst)?;
@@ -156,7 +175,10 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
                     .open(&dst)
                     .at(&dst)?;
                 io::copy(&mut entry, &mut out).at(&dst)?;
-                fs::set_permissions(&dst, fs::Permissions::from_mode(mode & 0o777)).at(&dst)?;
+                // Mode after chown: chown clears set-id bits.
+                chown(&dst)?;
+                let bits = if as_root { 0o7777 } else { 0o777 };
+                fs::set_permissions(&dst, fs::Permissions::from_mode(mode & bits)).at(&dst)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -166,6 +188,7 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
                     .into_owned();
                 remove_any(&dst)?;
                 std::os::unix::fs::symlink(&target, &dst).at(&dst)?;
+                chown(&dst)?;
             }
             tar::EntryType::Link => {
                 let target = entry
@@ -194,6 +217,11 @@ pub fn extract_layer(blob: &Path, layer: &str, root: &Path) -> Result<()> {
         created.insert(rel);
     }
     Ok(())
+}
+
+/// Whether we run with an effective uid of 0 (`/proc/self` belongs to it).
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Ends a tar stream the way Go's `archive/tar` tolerates: some writers (umoci 0.4)
@@ -340,6 +368,71 @@ mod tests {
         );
         assert!(clean(Path::new("../x")).is_none());
         assert!(clean(Path::new("a/../../x")).is_none());
+    }
+
+    /// Containers run as the image's users: as root, unpacking keeps the layer's
+    /// owners and set-id/sticky bits.
+    #[test]
+    fn root_keeps_owners_and_special_modes() {
+        let t = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, kind: tar::EntryType, mode: u32, owner: u64, link: &str| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(owner);
+            h.set_gid(owner + 1);
+            h.set_size(if kind == tar::EntryType::Regular {
+                2
+            } else {
+                0
+            });
+            if kind == tar::EntryType::Symlink {
+                b.append_link(&mut h, path, link).unwrap();
+            } else {
+                let data: &[u8] = if kind == tar::EntryType::Regular {
+                    b"hi"
+                } else {
+                    b""
+                };
+                b.append_data(&mut h, path, data).unwrap();
+            }
+        };
+        add("tmp/", tar::EntryType::Directory, 0o1777, 0, "");
+        add("home/app/", tar::EntryType::Directory, 0o700, 1000, "");
+        add("home/app/notes", tar::EntryType::Regular, 0o600, 1000, "");
+        add("bin/su", tar::EntryType::Regular, 0o4755, 0, "");
+        add(
+            "home/app/link",
+            tar::EntryType::Symlink,
+            0o777,
+            1000,
+            "notes",
+        );
+        let blob = t.path().join("layer.tar");
+        fs::write(&blob, b.into_inner().unwrap()).unwrap();
+        let root = t.path().join("root");
+        fs::create_dir(&root).unwrap();
+        extract_layer(&blob, "sha256:test", &root).unwrap();
+        let meta = |p: &str| fs::symlink_metadata(root.join(p)).unwrap();
+        if !running_as_root() {
+            eprintln!("not root: owners cannot be given away; only checking the unpack works");
+            assert_eq!(fs::read(root.join("home/app/notes")).unwrap(), b"hi");
+            return;
+        }
+        assert_eq!(meta("tmp").mode() & 0o7777, 0o1777);
+        assert_eq!(
+            (meta("home/app").uid(), meta("home/app").gid()),
+            (1000, 1001)
+        );
+        assert_eq!(meta("home/app").mode() & 0o7777, 0o700);
+        assert_eq!(
+            (meta("home/app/notes").uid(), meta("home/app/notes").gid()),
+            (1000, 1001)
+        );
+        assert_eq!(meta("bin/su").mode() & 0o7777, 0o4755);
+        assert_eq!((meta("bin/su").uid(), meta("bin/su").gid()), (0, 1));
+        assert_eq!(meta("home/app/link").uid(), 1000);
     }
 
     #[test]
