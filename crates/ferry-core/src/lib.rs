@@ -12,7 +12,6 @@ pub mod object;
 pub mod parse;
 pub mod plan;
 pub mod schema;
-pub mod schema;
 pub mod target;
 
 pub use error::{Error, Result};
