@@ -63,9 +63,15 @@ pub fn load_ignore_file(context: &Path, dockerfile: Option<&Path>) -> Result<Opt
     let Some(path) = find_ignore_file(context, dockerfile) else {
         return Ok(None);
     };
-    let bytes = fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+    let bytes = fs::read(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
     let text = String::from_utf8_lossy(&bytes);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let matcher = PatternMatcher::parse(&name, &text)?;
     Ok(Some(IgnoreFile { path, matcher }))
 }
@@ -86,19 +92,42 @@ pub fn list_context(context: &Path, ignore: Option<&PatternMatcher>) -> Result<V
     Ok(out)
 }
 
-fn walk(root: &Path, rel_dir: &str, pm: &PatternMatcher, parent: &MatchInfo, out: &mut Vec<ContextEntry>) -> Result<()> {
-    let dir = if rel_dir.is_empty() { root.to_path_buf() } else { root.join(rel_dir) };
-    let read = fs::read_dir(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+fn walk(
+    root: &Path,
+    rel_dir: &str,
+    pm: &PatternMatcher,
+    parent: &MatchInfo,
+    out: &mut Vec<ContextEntry>,
+) -> Result<()> {
+    let dir = if rel_dir.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel_dir)
+    };
+    let read = fs::read_dir(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let mut entries = Vec::new();
     for entry in read {
-        let entry = entry.map_err(|source| Error::Io { path: dir.clone(), source })?;
-        let ft = entry.file_type().map_err(|source| Error::Io { path: entry.path(), source })?;
+        let entry = entry.map_err(|source| Error::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let ft = entry.file_type().map_err(|source| Error::Io {
+            path: entry.path(),
+            source,
+        })?;
         entries.push((entry.file_name(), ft));
     }
     entries.sort_by(|a, b| a.0.as_encoded_bytes().cmp(b.0.as_encoded_bytes()));
     for (name, ft) in entries {
         let name = name.to_string_lossy();
-        let rel = if rel_dir.is_empty() { name.to_string() } else { format!("{rel_dir}/{name}") };
+        let rel = if rel_dir.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel_dir}/{name}")
+        };
         let kind = if ft.is_symlink() {
             EntryKind::Symlink
         } else if ft.is_dir() {
@@ -108,7 +137,10 @@ fn walk(root: &Path, rel_dir: &str, pm: &PatternMatcher, parent: &MatchInfo, out
         };
         let (excluded, info) = pm.matches_using_parent(&rel, parent);
         if !excluded {
-            out.push(ContextEntry { path: rel.clone(), kind });
+            out.push(ContextEntry {
+                path: rel.clone(),
+                kind,
+            });
             if kind == EntryKind::Dir {
                 walk(root, &rel, pm, &info, out)?;
             }
@@ -180,7 +212,10 @@ mod tests {
         let ignore = load_ignore_file(dir.path(), None).unwrap().unwrap();
         assert!(ignore.path.ends_with(".dockerignore"));
         let got = list_context(dir.path(), Some(&ignore.matcher)).unwrap();
-        assert_eq!(paths(&got), ["Dockerfile", "docs", "docs/keep.md", "src", "src/app.py"]);
+        assert_eq!(
+            paths(&got),
+            ["Dockerfile", "docs", "docs/keep.md", "src", "src/app.py"]
+        );
     }
 
     #[test]
@@ -188,19 +223,33 @@ mod tests {
         let dir = tree(&["vendor/a/LICENSE", "vendor/a/code.go", "main.go"]);
         let pm = PatternMatcher::parse(".dockerignore", "vendor\n!**/LICENSE\n").unwrap();
         let got = list_context(dir.path(), Some(&pm)).unwrap();
-        assert_eq!(paths(&got), ["main.go", "vendor", "vendor/a", "vendor/a/LICENSE"]);
+        assert_eq!(
+            paths(&got),
+            ["main.go", "vendor", "vendor/a", "vendor/a/LICENSE"]
+        );
     }
 
     #[test]
     fn per_dockerfile_ignore_file_wins() {
-        let dir = tree(&["build/app.Dockerfile", "build/app.Dockerfile.dockerignore", ".dockerignore", ".containerignore"]);
+        let dir = tree(&[
+            "build/app.Dockerfile",
+            "build/app.Dockerfile.dockerignore",
+            ".dockerignore",
+            ".containerignore",
+        ]);
         let df = dir.path().join("build/app.Dockerfile");
         assert_eq!(
             find_ignore_file(dir.path(), Some(&df)).unwrap(),
             dir.path().join("build/app.Dockerfile.dockerignore")
         );
-        assert_eq!(find_ignore_file(dir.path(), None).unwrap(), dir.path().join(".dockerignore"));
+        assert_eq!(
+            find_ignore_file(dir.path(), None).unwrap(),
+            dir.path().join(".dockerignore")
+        );
         fs::remove_file(dir.path().join(".dockerignore")).unwrap();
-        assert_eq!(find_ignore_file(dir.path(), None).unwrap(), dir.path().join(".containerignore"));
+        assert_eq!(
+            find_ignore_file(dir.path(), None).unwrap(),
+            dir.path().join(".containerignore")
+        );
     }
 }

@@ -33,7 +33,10 @@ impl Dockerfile {
     /// The `# syntax=` directive's value, if any. ferry has one frontend, so it is
     /// recorded and otherwise ignored (a warning says so).
     pub fn syntax(&self) -> Option<&str> {
-        self.directives.iter().find(|d| d.name == "syntax").map(|d| d.value.as_str())
+        self.directives
+            .iter()
+            .find(|d| d.name == "syntax")
+            .map(|d| d.value.as_str())
     }
 }
 
@@ -226,7 +229,10 @@ impl Run {
                 if lines::parse_heredoc(line.trim()).is_some() {
                     let body = first.body();
                     if body.starts_with("#!") {
-                        return RunScript::File { name: first.name.clone(), content: body };
+                        return RunScript::File {
+                            name: first.name.clone(),
+                            content: body,
+                        };
                     }
                     return RunScript::Shell(body);
                 }
@@ -281,7 +287,11 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile> {
     let mut warnings: Vec<Warning> = split
         .warnings
         .iter()
-        .map(|(line, message)| Warning { file: file.to_string(), line: Some(*line), message: message.clone() })
+        .map(|(line, message)| Warning {
+            file: file.to_string(),
+            line: Some(*line),
+            message: message.clone(),
+        })
         .collect();
     for d in &split.directives {
         if d.name == "syntax" {
@@ -305,7 +315,11 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile> {
     }
     let mut instructions = Vec::with_capacity(split.lines.len());
     for line in &split.lines {
-        let ctx = instruction::Ctx { file, line: line.start, escape: split.escape };
+        let ctx = instruction::Ctx {
+            file,
+            line: line.start,
+            escape: split.escape,
+        };
         let (kind, mut notes) = instruction::parse(&ctx, line)?;
         warnings.append(&mut notes);
         instructions.push(Instruction {

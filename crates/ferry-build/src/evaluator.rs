@@ -7,10 +7,15 @@
 //! `ARG`s (a global `ARG` only after a bare `ARG NAME` redeclares it in the stage);
 //! a later definition of a name wins over an earlier one.
 
-use crate::dockerfile::{CommandLine, Healthcheck, InlineFile, Instruction, InstructionKind, RunScript};
+use crate::dockerfile::{
+    CommandLine, Healthcheck, InlineFile, Instruction, InstructionKind, RunScript,
+};
 use crate::error::{Error, Result};
 use crate::expansion::{Lexer, Variables};
 use crate::stage::{CopySource, DEFAULT_PATH, PROXY_ARGS, Plan};
+
+/// An environment: `(name, value)` pairs in the order they were first set.
+pub type Env = Vec<(String, String)>;
 
 /// An instruction with its variables expanded, ready to execute.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,7 +114,9 @@ pub struct Port {
 impl Port {
     /// The keys for the image config's `ExposedPorts`: `80/tcp`, one per port.
     pub fn keys(&self) -> Vec<String> {
-        (self.start..=self.end).map(|p| format!("{p}/{}", self.protocol)).collect()
+        (self.start..=self.end)
+            .map(|p| format!("{p}/{}", self.protocol))
+            .collect()
     }
 }
 
@@ -121,13 +128,16 @@ pub fn parse_port(spec: &str) -> Result<Port, String> {
         None => (spec, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {proto} (in EXPOSE {spec}); use tcp, udp or sctp"));
+        return Err(format!(
+            "invalid proto: {proto} (in EXPOSE {spec}); use tcp, udp or sctp"
+        ));
     }
     if port.contains(':') {
         return Err(format!("EXPOSE takes ports, not addresses: {spec}"));
     }
     let num = |s: &str| -> Result<u16, String> {
-        s.parse::<u16>().map_err(|_| format!("invalid containerPort: {s} (in EXPOSE {spec})"))
+        s.parse::<u16>()
+            .map_err(|_| format!("invalid containerPort: {s} (in EXPOSE {spec})"))
     };
     let (start, end) = match port.split_once('-') {
         Some((a, b)) => {
@@ -142,7 +152,11 @@ pub fn parse_port(spec: &str) -> Result<Port, String> {
             (p, p)
         }
     };
-    Ok(Port { start, end, protocol: proto })
+    Ok(Port {
+        start,
+        end,
+        protocol: proto,
+    })
 }
 
 const SIGNALS: &[&str] = &[
@@ -162,7 +176,11 @@ pub fn valid_signal(sig: &str) -> bool {
     if SIGNALS.contains(&name) || name == "RTMIN" || name == "RTMAX" {
         return true;
     }
-    let rt = |prefix: &str| name.strip_prefix(prefix).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| (1..=15).contains(&n));
+    let rt = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=15).contains(&n))
+    };
     rt("RTMIN+") || rt("RTMAX-")
 }
 
@@ -194,7 +212,13 @@ impl<'p> Evaluator<'p> {
         for (k, v) in base_env {
             set(&mut vars, k, v);
         }
-        Evaluator { plan, stage, lexer: Lexer::new(plan.escape), vars: vars.clone(), image_env: vars }
+        Evaluator {
+            plan,
+            stage,
+            lexer: Lexer::new(plan.escape),
+            vars: vars.clone(),
+            image_env: vars,
+        }
     }
 
     /// The image environment so far.
@@ -219,11 +243,17 @@ impl<'p> Evaluator<'p> {
     }
 
     fn expand(&self, ins: &Instruction, word: &str) -> Result<String> {
-        self.lexer.process_word(word, &self.vars).map_err(|message| self.err(ins, message))
+        self.lexer
+            .process_word(word, &self.vars)
+            .map_err(|message| self.err(ins, message))
     }
 
     fn err(&self, ins: &Instruction, message: String) -> Error {
-        Error::Expansion { file: self.plan.file.clone(), line: ins.start_line, message }
+        Error::Expansion {
+            file: self.plan.file.clone(),
+            line: ins.start_line,
+            message,
+        }
     }
 
     fn syntax(&self, ins: &Instruction, message: String, hint: Option<&str>) -> Error {
@@ -239,7 +269,11 @@ impl<'p> Evaluator<'p> {
     pub fn step(&mut self, ins: &Instruction) -> Result<Step> {
         let kind = match &ins.kind {
             InstructionKind::From(_) => {
-                return Err(self.syntax(ins, "FROM is not an instruction of a stage's body".into(), None));
+                return Err(self.syntax(
+                    ins,
+                    "FROM is not an instruction of a stage's body".into(),
+                    None,
+                ));
             }
             InstructionKind::Arg(decls) => {
                 let mut out = Vec::with_capacity(decls.len());
@@ -282,7 +316,11 @@ impl<'p> Evaluator<'p> {
             InstructionKind::StopSignal(s) => {
                 let s = self.expand(ins, s)?;
                 if !valid_signal(&s) {
-                    return Err(self.syntax(ins, format!("Invalid signal: {s}"), Some("use a name such as SIGTERM or a number")));
+                    return Err(self.syntax(
+                        ins,
+                        format!("Invalid signal: {s}"),
+                        Some("use a name such as SIGTERM or a number"),
+                    ));
                 }
                 StepKind::StopSignal(s)
             }
@@ -306,11 +344,16 @@ impl<'p> Evaluator<'p> {
                 let mut inline = Vec::with_capacity(c.inline.len());
                 for f in &c.inline {
                     let content = if f.expand {
-                        raw.process_word(&f.content, &self.vars).map_err(|m| self.err(ins, m))?
+                        raw.process_word(&f.content, &self.vars)
+                            .map_err(|m| self.err(ins, m))?
                     } else {
                         f.content.clone()
                     };
-                    inline.push(InlineFile { name: f.name.clone(), content, expand: f.expand });
+                    inline.push(InlineFile {
+                        name: f.name.clone(),
+                        content,
+                        expand: f.expand,
+                    });
                 }
                 let chown = match &c.chown {
                     Some(v) => Some(self.expand(ins, v)?),
@@ -348,7 +391,10 @@ impl<'p> Evaluator<'p> {
                     StepKind::Add(step)
                 }
             }
-            InstructionKind::Run(r) => StepKind::Run(RunStep { script: r.script(), env: self.run_env() }),
+            InstructionKind::Run(r) => StepKind::Run(RunStep {
+                script: r.script(),
+                env: self.run_env(),
+            }),
             InstructionKind::Cmd(c) => StepKind::Cmd(c.clone()),
             InstructionKind::Entrypoint(c) => StepKind::Entrypoint(c.clone()),
             InstructionKind::Shell(s) => StepKind::Shell(s.clone()),
@@ -357,7 +403,11 @@ impl<'p> Evaluator<'p> {
                 for v in vs {
                     let v = self.expand(ins, v)?;
                     if v.trim().is_empty() {
-                        return Err(self.syntax(ins, "VOLUME specified can not be an empty string".into(), None));
+                        return Err(self.syntax(
+                            ins,
+                            "VOLUME specified can not be an empty string".into(),
+                            None,
+                        ));
                     }
                     out.push(v);
                 }
@@ -366,7 +416,10 @@ impl<'p> Evaluator<'p> {
             InstructionKind::Expose(ps) => {
                 let mut out = Vec::new();
                 for p in ps {
-                    let words = self.lexer.process_words(p, &self.vars).map_err(|m| self.err(ins, m))?;
+                    let words = self
+                        .lexer
+                        .process_words(p, &self.vars)
+                        .map_err(|m| self.err(ins, m))?;
                     for w in words {
                         out.push(parse_port(&w).map_err(|m| self.syntax(ins, m, None))?);
                     }
@@ -375,7 +428,12 @@ impl<'p> Evaluator<'p> {
             }
             InstructionKind::Healthcheck(h) => StepKind::Healthcheck(h.clone()),
         };
-        Ok(Step { start_line: ins.start_line, end_line: ins.end_line, original: ins.original.clone(), kind })
+        Ok(Step {
+            start_line: ins.start_line,
+            end_line: ins.end_line,
+            original: ins.original.clone(),
+            kind,
+        })
     }
 }
 
@@ -383,7 +441,7 @@ impl Plan {
     /// Expands every instruction of stage `stage` on a base with image environment
     /// `base_env` (see [`Evaluator::new`]). Returns the steps and the stage's final
     /// image environment.
-    pub fn steps(&self, stage: usize, base_env: &[(String, String)]) -> Result<(Vec<Step>, Vec<(String, String)>)> {
+    pub fn steps(&self, stage: usize, base_env: &[(String, String)]) -> Result<(Vec<Step>, Env)> {
         let mut ev = Evaluator::new(self, stage, base_env);
         let mut out = Vec::with_capacity(self.stages[stage].instructions.len());
         for ins in &self.stages[stage].instructions {
@@ -401,7 +459,10 @@ mod tests {
     fn ports() {
         assert_eq!(parse_port("80").unwrap().keys(), ["80/tcp"]);
         assert_eq!(parse_port("53/udp").unwrap().keys(), ["53/udp"]);
-        assert_eq!(parse_port("8000-8002/TCP").unwrap().keys(), ["8000/tcp", "8001/tcp", "8002/tcp"]);
+        assert_eq!(
+            parse_port("8000-8002/TCP").unwrap().keys(),
+            ["8000/tcp", "8001/tcp", "8002/tcp"]
+        );
         assert!(parse_port("abc").is_err());
         assert!(parse_port("80/xyz").is_err());
         assert!(parse_port("90-80").is_err());

@@ -206,7 +206,10 @@ impl ShellWord<'_> {
         r
     }
 
-    fn process_stop_on_inner(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), String> {
+    fn process_stop_on_inner(
+        &mut self,
+        stop: Option<char>,
+    ) -> Result<(String, Vec<String>), String> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -427,11 +430,19 @@ impl ShellWord<'_> {
                     '?' => match value {
                         None => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be unset" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) if null_is_unset && v.is_empty() => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be empty" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) => Ok(v),
                     },
@@ -480,9 +491,8 @@ impl ShellWord<'_> {
                     }
                     return Ok(String::new());
                 };
-                let re = shell_pattern_regex(&pattern, true, false).map_err(|e| {
-                    format!("invalid pattern ({pattern}) in substitution: {e}")
-                })?;
+                let re = shell_pattern_regex(&pattern, true, false)
+                    .map_err(|e| format!("invalid pattern ({pattern}) in substitution: {e}"))?;
                 let replacement = regex::NoExpand(&replacement);
                 Ok(if replace_all {
                     re.replace_all(&value, replacement).into_owned()
@@ -522,7 +532,11 @@ impl ShellWord<'_> {
 
 /// Converts a shell pattern (`*`, `?`, `\` escapes) to a regex, as buildkit's
 /// `convertShellPatternToRegex`.
-fn shell_pattern_regex(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, String> {
+fn shell_pattern_regex(
+    pattern: &str,
+    greedy: bool,
+    anchored: bool,
+) -> Result<regex::Regex, String> {
     let mut out = String::with_capacity(pattern.len() + 4);
     if anchored {
         out.push('^');
@@ -613,10 +627,15 @@ mod tests {
     use super::*;
 
     fn env() -> Vec<(String, String)> {
-        [("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("PWD", "/home"),
+            ("SHELL", "bash"),
+            ("KOREAN", "한국어"),
+            ("NULL", ""),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     /// buildkit's `envVarTest` table (the Unix rows), plus the newer modifiers.
@@ -823,9 +842,15 @@ mod tests {
     fn backtick_escape_and_skip_unset() {
         let lex = Lexer::new('`');
         let env = env();
-        assert_eq!(lex.process_word("c:\\dir`$PWD", &env).unwrap(), "c:\\dir$PWD");
+        assert_eq!(
+            lex.process_word("c:\\dir`$PWD", &env).unwrap(),
+            "c:\\dir$PWD"
+        );
         let mut keep = Lexer::new('\\');
         keep.skip_unset_env = true;
-        assert_eq!(keep.process_word("$A ${B} ${C:-x} $PWD", &env).unwrap(), "$A ${B} ${C:-x} /home");
+        assert_eq!(
+            keep.process_word("$A ${B} ${C:-x} $PWD", &env).unwrap(),
+            "$A ${B} ${C:-x} /home"
+        );
     }
 }

@@ -96,7 +96,9 @@ pub fn validate_glob(pattern: &str) -> Result<(), String> {
                     // is not the last of the pattern.
                     let esc = |i: &mut usize| -> Result<(), String> {
                         match chars.get(*i) {
-                            None | Some('-') | Some(']') => return Err("bad character class".into()),
+                            None | Some('-') | Some(']') => {
+                                return Err("bad character class".into());
+                            }
                             Some('\\') => {
                                 *i += 1;
                                 if *i >= chars.len() {
@@ -165,7 +167,9 @@ impl Pattern {
         match &self.matcher {
             Matcher::Exact => path == self.cleaned,
             Matcher::Prefix(p) => path.starts_with(p.as_str()),
-            Matcher::Suffix(s) => path.ends_with(s.as_str()) || s.strip_prefix('/').is_some_and(|s| path == s),
+            Matcher::Suffix(s) => {
+                path.ends_with(s.as_str()) || s.strip_prefix('/').is_some_and(|s| path == s)
+            }
             Matcher::Regex(re) => re.is_match(path),
         }
     }
@@ -243,7 +247,9 @@ impl Pattern {
             Kind::Suffix => Ok(Matcher::Suffix(cleaned[2..].to_string())),
             Kind::Regex => {
                 re.push('$');
-                regex::Regex::new(&re).map(Matcher::Regex).map_err(|e| e.to_string())
+                regex::Regex::new(&re)
+                    .map(Matcher::Regex)
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -287,15 +293,22 @@ impl PatternMatcher {
             let mut exclusion = false;
             if let Some(rest) = p.strip_prefix('!') {
                 if rest.is_empty() {
-                    return Err(err("illegal exclusion pattern: \"!\"; write !path to re-include a path".into()));
+                    return Err(err(
+                        "illegal exclusion pattern: \"!\"; write !path to re-include a path".into(),
+                    ));
                 }
                 exclusion = true;
                 pm.exceptions = true;
                 p = rest.to_string();
             }
             validate_glob(&p).map_err(err)?;
-            let matcher = Pattern::compile(&p).map_err(|e| err(format!("cannot be compiled: {e}")))?;
-            pm.patterns.push(Pattern { cleaned: p, exclusion, matcher });
+            let matcher =
+                Pattern::compile(&p).map_err(|e| err(format!("cannot be compiled: {e}")))?;
+            pm.patterns.push(Pattern {
+                cleaned: p,
+                exclusion,
+                matcher,
+            });
         }
         Ok(pm)
     }
@@ -323,7 +336,9 @@ impl PatternMatcher {
         let parent_matched = &parent.parent_matched;
         let have_parent = parent_matched.len() == self.patterns.len() && !parent_matched.is_empty();
         let mut matched = false;
-        let mut info = MatchInfo { parent_matched: vec![false; self.patterns.len()] };
+        let mut info = MatchInfo {
+            parent_matched: vec![false; self.patterns.len()],
+        };
         for (i, pattern) in self.patterns.iter().enumerate() {
             let mut m = have_parent && parent_matched[i];
             if !m {
@@ -366,9 +381,10 @@ impl PatternMatcher {
             return false;
         }
         let dir_slash = format!("{}/", clean(dir));
-        self.patterns.iter().filter(|p| p.exclusion).any(|p| {
-            p.has_wildcards() || format!("{}/", p.cleaned).starts_with(&dir_slash)
-        })
+        self.patterns
+            .iter()
+            .filter(|p| p.exclusion)
+            .any(|p| p.has_wildcards() || format!("{}/", p.cleaned).starts_with(&dir_slash))
     }
 }
 
@@ -377,7 +393,11 @@ mod tests {
     use super::*;
 
     fn pm(patterns: &[&str]) -> PatternMatcher {
-        let list: Vec<(usize, String)> = patterns.iter().enumerate().map(|(i, p)| (i + 1, p.to_string())).collect();
+        let list: Vec<(usize, String)> = patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i + 1, p.to_string()))
+            .collect();
         PatternMatcher::new(".dockerignore", &list).unwrap()
     }
 
@@ -401,7 +421,18 @@ mod tests {
     fn read_patterns_like_ignorefile() {
         let content = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
         let got: Vec<String> = read_patterns(content).into_iter().map(|(_, p)| p).collect();
-        assert_eq!(got, ["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path", "!", "!"]);
+        assert_eq!(
+            got,
+            [
+                "test1",
+                "test2",
+                "a/file/here",
+                "lastfile",
+                "!inverted/abs/path",
+                "!",
+                "!"
+            ]
+        );
         assert!(PatternMatcher::parse(".dockerignore", "!\n").is_err());
     }
 
@@ -474,8 +505,16 @@ mod tests {
             ("a(b)c/def", "a(b)c/def", true),
             ("a(b)c/def", "a(b)c/xyz", false),
             ("a.|)$(}+{bc", "a.|)$(}+{bc", true),
-            ("dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
-            ("dist/*.whl", "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl", true),
+            (
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
+            (
+                "dist/*.whl",
+                "dist/proxy.py-2.4.0rc3.dev36+g08acad9-py3-none-any.whl",
+                true,
+            ),
         ];
         for (pattern, path, want) in cases {
             let m = pm(&[pattern]);
@@ -486,7 +525,8 @@ mod tests {
     /// The .dockerignore examples of Docker's documentation.
     #[test]
     fn docs_examples() {
-        let m = PatternMatcher::parse(".dockerignore", "# comment\n*/temp*\n*/*/temp*\ntemp?\n").unwrap();
+        let m = PatternMatcher::parse(".dockerignore", "# comment\n*/temp*\n*/*/temp*\ntemp?\n")
+            .unwrap();
         assert!(m.matches("somedir/temporary.txt"));
         assert!(m.matches("somedir/temp"));
         assert!(m.matches("somedir/subdir/temporary.txt"));
@@ -500,13 +540,15 @@ mod tests {
         assert!(!m.matches("README.md"));
 
         // Last match wins: README-secret.md stays out.
-        let m = PatternMatcher::parse(".dockerignore", "*.md\n!README*.md\nREADME-secret.md\n").unwrap();
+        let m = PatternMatcher::parse(".dockerignore", "*.md\n!README*.md\nREADME-secret.md\n")
+            .unwrap();
         assert!(m.matches("CHANGES.md"));
         assert!(!m.matches("README.md"));
         assert!(!m.matches("README-public.md"));
         assert!(m.matches("README-secret.md"));
 
-        let m = PatternMatcher::parse(".dockerignore", "*.md\nREADME-secret.md\n!README*.md\n").unwrap();
+        let m = PatternMatcher::parse(".dockerignore", "*.md\nREADME-secret.md\n!README*.md\n")
+            .unwrap();
         assert!(!m.matches("README-secret.md"));
 
         let m = PatternMatcher::parse(".dockerignore", "**/*.go\n").unwrap();
@@ -525,7 +567,11 @@ mod tests {
     fn bad_patterns_name_the_line() {
         let e = PatternMatcher::parse(".dockerignore", "ok\n[abc\n").unwrap_err();
         assert_eq!(e.line(), Some(2));
-        assert!(e.to_string().starts_with(".dockerignore:2: invalid pattern \"[abc\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(".dockerignore:2: invalid pattern \"[abc\""),
+            "{e}"
+        );
         assert!(validate_glob("a[").is_err());
         assert!(validate_glob("a[]").is_err());
         assert!(validate_glob("a[a-]").is_err());

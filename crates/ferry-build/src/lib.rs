@@ -25,7 +25,9 @@ pub mod ignore;
 pub mod platform;
 pub mod stage;
 
-pub use context::{ContextEntry, EntryKind, IgnoreFile, find_ignore_file, list_context, load_ignore_file};
+pub use context::{
+    ContextEntry, EntryKind, IgnoreFile, find_ignore_file, list_context, load_ignore_file,
+};
 pub use dockerfile::{Dockerfile, Instruction, InstructionKind, parse};
 pub use error::{Error, Result, Warning};
 pub use evaluator::{Evaluator, Step, StepKind};

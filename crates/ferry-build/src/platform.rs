@@ -18,7 +18,11 @@ impl Platform {
     /// The platform of the machine ferry runs on.
     pub fn host() -> Self {
         let (arch, variant) = normalize_arch(std::env::consts::ARCH, None);
-        Platform { os: std::env::consts::OS.to_string(), arch, variant }
+        Platform {
+            os: std::env::consts::OS.to_string(),
+            arch,
+            variant,
+        }
     }
 
     /// Parses `os[/arch[/variant]]`, normalising the spellings containerd accepts
@@ -28,7 +32,9 @@ impl Platform {
         let lower = s.trim().to_ascii_lowercase();
         let parts: Vec<&str> = lower.split('/').collect();
         if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
-            return Err(format!("invalid platform {s:?}; expected os/arch[/variant] such as linux/amd64"));
+            return Err(format!(
+                "invalid platform {s:?}; expected os/arch[/variant] such as linux/amd64"
+            ));
         }
         let (os, arch, variant) = match parts.as_slice() {
             [one] if is_os(one) => (one.to_string(), std::env::consts::ARCH.to_string(), None),
@@ -37,7 +43,11 @@ impl Platform {
             [os, arch, variant] => (os.to_string(), arch.to_string(), Some(variant.to_string())),
             _ => return Err(format!("invalid platform {s:?}")),
         };
-        let os = if os == "macos" { "darwin".to_string() } else { os };
+        let os = if os == "macos" {
+            "darwin".to_string()
+        } else {
+            os
+        };
         let (arch, variant) = normalize_arch(&arch, variant.as_deref());
         Ok(Platform { os, arch, variant })
     }
@@ -55,7 +65,18 @@ impl Platform {
 }
 
 fn is_os(s: &str) -> bool {
-    matches!(s, "linux" | "windows" | "darwin" | "macos" | "freebsd" | "netbsd" | "openbsd" | "illumos" | "solaris")
+    matches!(
+        s,
+        "linux"
+            | "windows"
+            | "darwin"
+            | "macos"
+            | "freebsd"
+            | "netbsd"
+            | "openbsd"
+            | "illumos"
+            | "solaris"
+    )
 }
 
 fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
@@ -90,10 +111,22 @@ mod tests {
 
     #[test]
     fn parse_and_normalise() {
-        assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::parse("linux/x86_64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::parse("linux/arm64/v8").unwrap().to_string(), "linux/arm64");
-        assert_eq!(Platform::parse("linux/arm").unwrap().to_string(), "linux/arm/v7");
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm64/v8").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm").unwrap().to_string(),
+            "linux/arm/v7"
+        );
         assert_eq!(Platform::parse("arm64").unwrap().to_string(), "linux/arm64");
         assert!(Platform::parse("linux//amd64").is_err());
         let host = Platform::host();

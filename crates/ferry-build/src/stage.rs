@@ -14,15 +14,29 @@ use crate::platform::Platform;
 /// line, passed to `RUN` but not expanded in other instructions, and never reported
 /// as unused.
 pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY",
-    "no_proxy", "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 /// The automatic platform arguments, set in the global scope (visible in `FROM`; a
 /// stage sees them after a bare `ARG NAME`).
 pub const PLATFORM_ARGS: &[&str] = &[
-    "TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS",
-    "BUILDARCH", "BUILDVARIANT",
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
 ];
 
 /// `PATH` of an image that sets none (buildkit's default for Linux), which `FROM
@@ -126,7 +140,12 @@ impl Plan {
 }
 
 fn stage_err(file: &str, line: usize, message: String, hint: Option<String>) -> Error {
-    Error::Stage { file: file.to_string(), line, message, hint }
+    Error::Stage {
+        file: file.to_string(),
+        line,
+        message,
+        hint,
+    }
 }
 
 /// Plans the build of `df` with `opts`.
@@ -138,7 +157,10 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
     let mut warnings = df.warnings.clone();
 
     let mut global_args: BTreeMap<String, String> = BTreeMap::new();
-    for (names, values) in [(&PLATFORM_ARGS[..4], platform.arg_values()), (&PLATFORM_ARGS[4..], host.arg_values())] {
+    for (names, values) in [
+        (&PLATFORM_ARGS[..4], platform.arg_values()),
+        (&PLATFORM_ARGS[4..], host.arg_values()),
+    ] {
         for (n, v) in names.iter().zip(values) {
             global_args.insert(n.to_string(), v);
         }
@@ -155,9 +177,15 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
                     let value = if let Some(v) = opts.build_args.get(&d.name) {
                         Some(v.clone())
                     } else if let Some(default) = &d.default {
-                        Some(lexer.process_word(default, &global_args).map_err(|message| {
-                            Error::Expansion { file: file.to_string(), line: ins.start_line, message }
-                        })?)
+                        Some(
+                            lexer
+                                .process_word(default, &global_args)
+                                .map_err(|message| Error::Expansion {
+                                    file: file.to_string(),
+                                    line: ins.start_line,
+                                    message,
+                                })?,
+                        )
                     } else {
                         None
                     };
@@ -168,11 +196,13 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
             }
             InstructionKind::From(from) => {
                 let index = stages.len();
-                let image = lexer.process_word(&from.image, &global_args).map_err(|message| Error::Expansion {
-                    file: file.to_string(),
-                    line: ins.start_line,
-                    message,
-                })?;
+                let image = lexer
+                    .process_word(&from.image, &global_args)
+                    .map_err(|message| Error::Expansion {
+                        file: file.to_string(),
+                        line: ins.start_line,
+                        message,
+                    })?;
                 if image.is_empty() {
                     return Err(stage_err(
                         file,
@@ -185,10 +215,19 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
                     None => None,
                     Some(p) => {
                         let expanded = lexer.process_word(p, &global_args).map_err(|message| {
-                            Error::Expansion { file: file.to_string(), line: ins.start_line, message }
+                            Error::Expansion {
+                                file: file.to_string(),
+                                line: ins.start_line,
+                                message,
+                            }
                         })?;
                         let parsed = Platform::parse(&expanded).map_err(|m| {
-                            stage_err(file, ins.start_line, m, Some("write --platform=linux/amd64".into()))
+                            stage_err(
+                                file,
+                                ins.start_line,
+                                m,
+                                Some("write --platform=linux/amd64".into()),
+                            )
                         })?;
                         if parsed != platform {
                             warnings.push(Warning {
@@ -209,18 +248,26 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
                         file,
                         ins.start_line,
                         format!("duplicate stage name {name:?}"),
-                        Some(format!("the name is already used by the stage at line {}", other.line)),
+                        Some(format!(
+                            "the name is already used by the stage at line {}",
+                            other.line
+                        )),
                     ));
                 }
                 let lower = image.to_ascii_lowercase();
-                let base = if let Some(s) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+                let base = if let Some(s) = stages
+                    .iter()
+                    .find(|s| s.name.as_deref() == Some(lower.as_str()))
+                {
                     Base::Stage(s.index)
                 } else if let Some((line, _)) = later_stage(df, ins.start_line, &lower) {
                     return Err(stage_err(
                         file,
                         ins.start_line,
                         format!("FROM {image} refers to the stage defined later at line {line}"),
-                        Some("a stage can only build on stages above it; move that stage up".into()),
+                        Some(
+                            "a stage can only build on stages above it; move that stage up".into(),
+                        ),
                     ));
                 } else if lower == "scratch" {
                     Base::Scratch
@@ -243,7 +290,10 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
                     return Err(stage_err(
                         file,
                         ins.start_line,
-                        format!("{} comes before the first FROM: no build stage in current context", ins.kind.keyword()),
+                        format!(
+                            "{} comes before the first FROM: no build stage in current context",
+                            ins.kind.keyword()
+                        ),
                         Some("only ARG may come before FROM; add a FROM line above it".into()),
                     ));
                 };
@@ -275,7 +325,9 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
             };
             let source = match from {
                 None => CopySource::Context,
-                Some(raw) => resolve_copy_from(file, &lexer, &global_args, &stages, i, raw, ins.start_line)?,
+                Some(raw) => {
+                    resolve_copy_from(file, &lexer, &global_args, &stages, i, raw, ins.start_line)?
+                }
             };
             if let CopySource::Stage(s) = source {
                 deps.insert(s);
@@ -290,14 +342,22 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
         None => stages.len() - 1,
         Some(t) => {
             let lower = t.to_ascii_lowercase();
-            match stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+            match stages
+                .iter()
+                .find(|s| s.name.as_deref() == Some(lower.as_str()))
+            {
                 Some(s) => s.index,
                 None => {
-                    let names: Vec<&str> = stages.iter().filter_map(|s| s.name.as_deref()).collect();
+                    let names: Vec<&str> =
+                        stages.iter().filter_map(|s| s.name.as_deref()).collect();
                     return Err(Error::UnknownTarget {
                         file: file.to_string(),
                         target: t.clone(),
-                        stages: if names.is_empty() { "none".into() } else { names.join(", ") },
+                        stages: if names.is_empty() {
+                            "none".into()
+                        } else {
+                            names.join(", ")
+                        },
                     });
                 }
             }
@@ -332,7 +392,10 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
         warnings.push(Warning {
             file: file.to_string(),
             line: None,
-            message: format!("[Warning] One or more build-args [{}] were not consumed", unused.join(" ")),
+            message: format!(
+                "[Warning] One or more build-args [{}] were not consumed",
+                unused.join(" ")
+            ),
         });
     }
 
@@ -385,7 +448,11 @@ fn resolve_copy_from(
     let from = if raw.contains('$') {
         lexer
             .process_word(raw, global_args)
-            .map_err(|message| Error::Expansion { file: file.to_string(), line, message })?
+            .map_err(|message| Error::Expansion {
+                file: file.to_string(),
+                line,
+                message,
+            })?
     } else {
         raw.to_string()
     };
@@ -395,7 +462,10 @@ fn resolve_copy_from(
                 file,
                 line,
                 format!("invalid stage index {index}"),
-                Some(format!("stages are numbered from 0 to {}", stages.len() - 1)),
+                Some(format!(
+                    "stages are numbered from 0 to {}",
+                    stages.len() - 1
+                )),
             ));
         }
         let index = index as usize;
@@ -403,21 +473,35 @@ fn resolve_copy_from(
             return Err(stage_err(
                 file,
                 line,
-                format!("COPY --from={index} refers to {}", if index == current { "the stage it is in" } else { "a stage defined later" }),
+                format!(
+                    "COPY --from={index} refers to {}",
+                    if index == current {
+                        "the stage it is in"
+                    } else {
+                        "a stage defined later"
+                    }
+                ),
                 Some("a stage can only copy from stages above it".into()),
             ));
         }
         return Ok(CopySource::Stage(index));
     }
     let lower = from.to_ascii_lowercase();
-    if let Some(s) = stages.iter().find(|s| s.name.as_deref() == Some(lower.as_str())) {
+    if let Some(s) = stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(lower.as_str()))
+    {
         if s.index >= current {
             return Err(stage_err(
                 file,
                 line,
                 format!(
                     "COPY --from={from} refers to {}",
-                    if s.index == current { "the stage it is in".to_string() } else { format!("the stage defined later at line {}", s.line) }
+                    if s.index == current {
+                        "the stage it is in".to_string()
+                    } else {
+                        format!("the stage defined later at line {}", s.line)
+                    }
                 ),
                 Some("a stage can only copy from stages above it; move that stage up".into()),
             ));
@@ -425,7 +509,12 @@ fn resolve_copy_from(
         return Ok(CopySource::Stage(s.index));
     }
     if from.is_empty() {
-        return Err(stage_err(file, line, format!("COPY --from={raw} expands to nothing"), None));
+        return Err(stage_err(
+            file,
+            line,
+            format!("COPY --from={raw} expands to nothing"),
+            None,
+        ));
     }
     Ok(CopySource::Image(from))
 }

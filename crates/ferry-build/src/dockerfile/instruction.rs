@@ -18,7 +18,12 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, message: impl Into<String>) -> Error {
-        Error::Syntax { file: self.file.to_string(), line: self.line, message: message.into(), hint: None }
+        Error::Syntax {
+            file: self.file.to_string(),
+            line: self.line,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     fn err_hint(&self, message: impl Into<String>, hint: impl Into<String>) -> Error {
@@ -40,14 +45,34 @@ impl Ctx<'_> {
     }
 
     fn warn(&self, message: impl Into<String>) -> Warning {
-        Warning { file: self.file.to_string(), line: Some(self.line), message: message.into() }
+        Warning {
+            file: self.file.to_string(),
+            line: Some(self.line),
+            message: message.into(),
+        }
     }
 }
 
 /// Every instruction name Docker knows, for "did you mean" hints.
 const INSTRUCTIONS: &[&str] = &[
-    "ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK", "LABEL",
-    "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
 ];
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -95,7 +120,10 @@ struct Flags {
 
 impl Flags {
     fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.values
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     fn bool(&self, name: &str) -> bool {
@@ -147,7 +175,9 @@ fn parse_flags(
                     v.to_ascii_lowercase()
                 }
                 Some(v) => {
-                    return Err(ctx.err(format!("expecting boolean value for flag --{name}, not: {v}")));
+                    return Err(ctx.err(format!(
+                        "expecting boolean value for flag --{name}, not: {v}"
+                    )));
                 }
             },
             FlagKind::String => match value {
@@ -167,7 +197,12 @@ fn parse_flags(
 
 /// `parseNameVal`: `key=value …`, or the legacy `key value` when the first word has
 /// no `=`.
-fn name_values(ctx: &Ctx<'_>, keyword: &str, rest: &str, notes: &mut Vec<Warning>) -> Result<Vec<KeyValue>> {
+fn name_values(
+    ctx: &Ctx<'_>,
+    keyword: &str,
+    rest: &str,
+    notes: &mut Vec<Warning>,
+) -> Result<Vec<KeyValue>> {
     let words = words::parse_words(rest, ctx.escape);
     if words.is_empty() {
         return Err(ctx.err(format!("{keyword} requires at least one argument")));
@@ -195,7 +230,10 @@ fn name_values(ctx: &Ctx<'_>, keyword: &str, rest: &str, notes: &mut Vec<Warning
         if key.is_empty() {
             return Err(ctx.err(format!("{keyword} names can not be blank")));
         }
-        out.push(KeyValue { key: key.to_string(), value: value.to_string() });
+        out.push(KeyValue {
+            key: key.to_string(),
+            value: value.to_string(),
+        });
     }
     Ok(out)
 }
@@ -208,7 +246,7 @@ fn maybe_json(ctx: &Ctx<'_>, rest: &str) -> Result<CommandLine> {
     match words::parse_json(rest) {
         Json::Strings(v) => Ok(CommandLine::Exec(v)),
         Json::NotStrings => Err(not_strings(ctx)),
-        Json::NotJson => Ok(CommandLine::Shell(rest.to_string())),
+        Json::Invalid => Ok(CommandLine::Shell(rest.to_string())),
     }
 }
 
@@ -217,7 +255,7 @@ fn maybe_json_list(ctx: &Ctx<'_>, rest: &str) -> Result<(Vec<String>, bool)> {
     match words::parse_json(rest) {
         Json::Strings(v) => Ok((v, true)),
         Json::NotStrings => Err(not_strings(ctx)),
-        Json::NotJson => Ok((words::split_blanks(rest), false)),
+        Json::Invalid => Ok((words::split_blanks(rest), false)),
     }
 }
 
@@ -237,13 +275,20 @@ pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').count();
+        let num_len = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .count();
         if num_len == 0 {
             return None;
         }
         let value: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.chars().take_while(|c| !c.is_ascii_digit() && *c != '.').map(char::len_utf8).sum();
+        let unit_len = rest
+            .chars()
+            .take_while(|c| !c.is_ascii_digit() && *c != '.')
+            .map(char::len_utf8)
+            .sum();
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let nanos = match unit {
@@ -264,7 +309,9 @@ pub(crate) fn parse_go_duration(s: &str) -> Option<Duration> {
 }
 
 fn interval(ctx: &Ctx<'_>, flags: &Flags, name: &str) -> Result<Option<Duration>> {
-    let Some(v) = flags.get(name) else { return Ok(None) };
+    let Some(v) = flags.get(name) else {
+        return Ok(None);
+    };
     if v.is_empty() {
         return Ok(None);
     }
@@ -284,22 +331,40 @@ fn interval(ctx: &Ctx<'_>, flags: &Flags, name: &str) -> Result<Option<Duration>
 }
 
 const RUN_UNSUPPORTED: &[(&str, &str)] = &[
-    ("mount", "ferry runs RUN without cache, secret, ssh or bind mounts; copy what the command needs into the stage first"),
-    ("network", "RUN uses the host network in ferry builds; remove the flag"),
-    ("security", "ferry runs RUN without extra privileges; remove the flag"),
+    (
+        "mount",
+        "ferry runs RUN without cache, secret, ssh or bind mounts; copy what the command needs into the stage first",
+    ),
+    (
+        "network",
+        "RUN uses the host network in ferry builds; remove the flag",
+    ),
+    (
+        "security",
+        "ferry runs RUN without extra privileges; remove the flag",
+    ),
     ("device", "ferry runs RUN without devices; remove the flag"),
 ];
 
 const COPY_UNSUPPORTED: &[(&str, &str)] = &[
     ("parents", "copy each directory with its own COPY line"),
-    ("exclude", "list the sources to copy, or exclude them in .dockerignore"),
+    (
+        "exclude",
+        "list the sources to copy, or exclude them in .dockerignore",
+    ),
 ];
 
 const ADD_UNSUPPORTED: &[(&str, &str)] = &[
     ("parents", "copy each directory with its own ADD line"),
-    ("exclude", "list the sources to add, or exclude them in .dockerignore"),
+    (
+        "exclude",
+        "list the sources to add, or exclude them in .dockerignore",
+    ),
     ("keep-git-dir", "clone the repository in a RUN step instead"),
-    ("unpack", "ADD unpacks local archives; use COPY to copy one as it is"),
+    (
+        "unpack",
+        "ADD unpacks local archives; use COPY to copy one as it is",
+    ),
 ];
 
 /// Parses one logical line. Returns the instruction and any warnings about it.
@@ -313,7 +378,13 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
     let no_flags: &[(&str, FlagKind)] = &[];
     let kind = match upper.as_str() {
         "FROM" => {
-            let flags = parse_flags(ctx, "FROM", &raw_flags, &[("platform", FlagKind::String)], &[])?;
+            let flags = parse_flags(
+                ctx,
+                "FROM",
+                &raw_flags,
+                &[("platform", FlagKind::String)],
+                &[],
+            )?;
             let parts = words::split_blanks(&args);
             let name = match parts.len() {
                 1 => None,
@@ -356,9 +427,15 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
                         if k.is_empty() {
                             return Err(ctx.err("ARG names can not be blank"));
                         }
-                        ArgDecl { name: k.to_string(), default: Some(v.to_string()) }
+                        ArgDecl {
+                            name: k.to_string(),
+                            default: Some(v.to_string()),
+                        }
                     }
-                    None => ArgDecl { name: w, default: None },
+                    None => ArgDecl {
+                        name: w,
+                        default: None,
+                    },
                 };
                 decls.push(decl);
             }
@@ -438,7 +515,10 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
             if let Some(from) = &copy.from
                 && from.is_empty()
             {
-                return Err(ctx.err_hint("--from needs a stage name, stage index or image", "write --from=builder"));
+                return Err(ctx.err_hint(
+                    "--from needs a stage name, stage index or image",
+                    "write --from=builder",
+                ));
             }
             if let Some(chmod) = &copy.chmod
                 && !chmod.contains('$')
@@ -460,7 +540,11 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
             }
             copy.dest = dest.clone();
             for src in sources {
-                let heredoc = if json { None } else { super::lines::parse_heredoc(src) };
+                let heredoc = if json {
+                    None
+                } else {
+                    super::lines::parse_heredoc(src)
+                };
                 match heredoc {
                     Some(h) => {
                         let found = line.heredocs.iter().find(|d| d.name == h.name);
@@ -468,7 +552,11 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
                             Some(d) => (d.body(), d.expand),
                             None => (String::new(), h.expand),
                         };
-                        copy.inline.push(InlineFile { name: h.name, content, expand });
+                        copy.inline.push(InlineFile {
+                            name: h.name,
+                            content,
+                            expand,
+                        });
                     }
                     None => {
                         if !src.contains('$')
@@ -489,7 +577,10 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
         "RUN" => {
             parse_flags(ctx, "RUN", &raw_flags, no_flags, RUN_UNSUPPORTED)?;
             let command = maybe_json(ctx, &args)?;
-            InstructionKind::Run(Run { command, heredocs: line.heredocs.clone() })
+            InstructionKind::Run(Run {
+                command,
+                heredocs: line.heredocs.clone(),
+            })
         }
         "CMD" => {
             parse_flags(ctx, "CMD", &raw_flags, no_flags, &[])?;
@@ -503,7 +594,10 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
             parse_flags(ctx, "EXPOSE", &raw_flags, no_flags, &[])?;
             let ports = words::split_blanks(&args);
             if ports.is_empty() {
-                return Err(ctx.err_hint("EXPOSE requires at least one argument", "write EXPOSE 8080 or EXPOSE 53/udp"));
+                return Err(ctx.err_hint(
+                    "EXPOSE requires at least one argument",
+                    "write EXPOSE 8080 or EXPOSE 53/udp",
+                ));
             }
             for p in &ports {
                 if !p.contains('$')
@@ -517,10 +611,12 @@ pub(crate) fn parse(ctx: &Ctx<'_>, line: &LogicalLine) -> Result<(InstructionKin
         "SHELL" => {
             parse_flags(ctx, "SHELL", &raw_flags, no_flags, &[])?;
             match words::parse_json(&args) {
-                Json::Strings(v) if v.is_empty() => return Err(ctx.err("SHELL requires at least one argument")),
+                Json::Strings(v) if v.is_empty() => {
+                    return Err(ctx.err("SHELL requires at least one argument"));
+                }
                 Json::Strings(v) => InstructionKind::Shell(v),
                 Json::NotStrings => return Err(not_strings(ctx)),
-                Json::NotJson => {
+                Json::Invalid => {
                     return Err(ctx.err_hint(
                         "SHELL requires the arguments to be in JSON form",
                         "write SHELL [\"/bin/bash\", \"-c\"]",
@@ -567,7 +663,10 @@ fn healthcheck(ctx: &Ctx<'_>, raw_flags: &[String], args: &str) -> Result<Instru
     // parseHealthConfig: the first word is the type, the rest a maybe-JSON command.
     let (typ, rest) = words::split_blanks_2(args);
     if typ.is_empty() {
-        return Err(ctx.err_hint("HEALTHCHECK requires at least one argument", "write HEALTHCHECK CMD … or HEALTHCHECK NONE"));
+        return Err(ctx.err_hint(
+            "HEALTHCHECK requires at least one argument",
+            "write HEALTHCHECK CMD … or HEALTHCHECK NONE",
+        ));
     }
     let typ = typ.to_ascii_uppercase();
     let rest = rest.unwrap_or_default();
@@ -594,16 +693,24 @@ fn healthcheck(ctx: &Ctx<'_>, raw_flags: &[String], args: &str) -> Result<Instru
         return Err(ctx.err_hint(format!("Unknown type {typ:?} in HEALTHCHECK"), "try CMD"));
     }
     let test = match maybe_json(ctx, &rest)? {
-        CommandLine::Exec(v) if !v.is_empty() => std::iter::once("CMD".to_string()).chain(v).collect(),
+        CommandLine::Exec(v) if !v.is_empty() => {
+            std::iter::once("CMD".to_string()).chain(v).collect()
+        }
         CommandLine::Shell(s) if !s.is_empty() => vec!["CMD-SHELL".to_string(), s],
         _ => return Err(ctx.err("Missing command after HEALTHCHECK CMD")),
     };
     let retries = match flags.get("retries") {
         None | Some("") => None,
         Some(v) => match v.parse::<i64>() {
-            Ok(n) if n < 1 => return Err(ctx.err(format!("--retries must be at least 1 (not {n})"))),
-            Ok(n) => Some(u32::try_from(n).map_err(|_| ctx.err(format!("--retries {n} is too large")))?),
-            Err(_) => return Err(ctx.err(format!("invalid --retries value {v:?}; use a whole number"))),
+            Ok(n) if n < 1 => {
+                return Err(ctx.err(format!("--retries must be at least 1 (not {n})")));
+            }
+            Ok(n) => {
+                Some(u32::try_from(n).map_err(|_| ctx.err(format!("--retries {n} is too large")))?)
+            }
+            Err(_) => {
+                return Err(ctx.err(format!("invalid --retries value {v:?}; use a whole number")));
+            }
         },
     };
     Ok(InstructionKind::Healthcheck(Healthcheck::Check {
@@ -620,7 +727,8 @@ fn healthcheck(ctx: &Ctx<'_>, raw_flags: &[String], args: &str) -> Result<Instru
 pub(crate) fn valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 pub(crate) fn valid_octal_mode(mode: &str) -> bool {

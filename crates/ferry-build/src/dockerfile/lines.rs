@@ -81,7 +81,13 @@ fn directive(line: &str) -> Option<(String, String)> {
     let rest = rest.trim_start_matches(go_space);
     let name_len = rest
         .char_indices()
-        .take_while(|(i, c)| if *i == 0 { c.is_ascii_alphabetic() } else { c.is_ascii_alphanumeric() })
+        .take_while(|(i, c)| {
+            if *i == 0 {
+                c.is_ascii_alphabetic()
+            } else {
+                c.is_ascii_alphanumeric()
+            }
+        })
         .count();
     if name_len == 0 {
         return None;
@@ -101,7 +107,13 @@ fn go_space(c: char) -> bool {
 }
 
 impl DirectiveState {
-    fn check(&mut self, line: &str, escape: &mut char, directives: &mut Vec<Directive>, lineno: usize) -> Result<(), LineError> {
+    fn check(
+        &mut self,
+        line: &str,
+        escape: &mut char,
+        directives: &mut Vec<Directive>,
+        lineno: usize,
+    ) -> Result<(), LineError> {
         if self.done {
             return Ok(());
         }
@@ -134,7 +146,11 @@ impl DirectiveState {
                 }
             }
         }
-        directives.push(Directive { name, value, line: lineno });
+        directives.push(Directive {
+            name,
+            value,
+            line: lineno,
+        });
         Ok(())
     }
 }
@@ -176,7 +192,10 @@ pub(crate) fn split(text: &str) -> Result<Lines, LineError> {
     let raw = raw_lines(text);
     let mut escape = '\\';
     let mut directives = Vec::new();
-    let mut state = DirectiveState { done: false, seen: Vec::new() };
+    let mut state = DirectiveState {
+        done: false,
+        seen: Vec::new(),
+    };
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     let mut i = 0; // index of the next raw line; its number is i + 1
@@ -220,7 +239,12 @@ pub(crate) fn split(text: &str) -> Result<Lines, LineError> {
         if line.trim().is_empty() {
             continue;
         }
-        let mut logical = LogicalLine { text: line, start, end, heredocs: Vec::new() };
+        let mut logical = LogicalLine {
+            text: line,
+            start,
+            end,
+            heredocs: Vec::new(),
+        };
         if can_contain_heredoc(&logical.text) {
             for mut heredoc in heredocs_in(&logical.text) {
                 let mut terminated = false;
@@ -241,7 +265,10 @@ pub(crate) fn split(text: &str) -> Result<Lines, LineError> {
                     return Err(LineError {
                         line: start,
                         message: "unterminated heredoc".into(),
-                        hint: Some(format!("end the document with a line holding only {}", heredoc.name)),
+                        hint: Some(format!(
+                            "end the document with a line holding only {}",
+                            heredoc.name
+                        )),
                     });
                 }
                 logical.heredocs.push(heredoc);
@@ -250,7 +277,12 @@ pub(crate) fn split(text: &str) -> Result<Lines, LineError> {
         }
         out.push(logical);
     }
-    Ok(Lines { escape, directives, lines: out, warnings })
+    Ok(Lines {
+        escape,
+        directives,
+        lines: out,
+        warnings,
+    })
 }
 
 /// Heredocs belong to `RUN`, `COPY` and `ADD` in shell form only.
@@ -313,5 +345,11 @@ pub(crate) fn parse_heredoc(word: &str) -> Option<Heredoc> {
     let quotes = |s: &str| s.chars().filter(|c| *c == '\'' || *c == '"').count();
     // Any quoting of the delimiter turns expansion of the body off, as in sh.
     let expand = quotes(&words[0]) == quotes(&raw[0]);
-    Some(Heredoc { name: words[0].clone(), fd, expand, chomp, content: String::new() })
+    Some(Heredoc {
+        name: words[0].clone(),
+        fd,
+        expand,
+        chomp,
+        content: String::new(),
+    })
 }

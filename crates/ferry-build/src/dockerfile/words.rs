@@ -9,7 +9,10 @@ pub(crate) fn is_blank(c: char) -> bool {
 /// Splits on runs of blanks, keeping empty leading/trailing pieces out (the text is
 /// trimmed by the caller).
 pub(crate) fn split_blanks(s: &str) -> Vec<String> {
-    s.split(is_blank).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    s.split(is_blank)
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Splits `s` into at most two pieces at the first run of blanks.
@@ -211,7 +214,7 @@ pub(crate) enum Json {
     /// A JSON array of strings.
     Strings(Vec<String>),
     /// Not a JSON array: use the shell form.
-    NotJson,
+    Invalid,
     /// A JSON array with something other than strings in it: an error in Docker.
     NotStrings,
 }
@@ -221,10 +224,10 @@ pub(crate) enum Json {
 pub(crate) fn parse_json(rest: &str) -> Json {
     let rest = rest.trim_start();
     if !rest.starts_with('[') {
-        return Json::NotJson;
+        return Json::Invalid;
     }
     let Ok(values) = serde_json::from_str::<Vec<serde_json::Value>>(rest) else {
-        return Json::NotJson;
+        return Json::Invalid;
     };
     let mut out = Vec::with_capacity(values.len());
     for v in values {
@@ -244,7 +247,11 @@ mod tests {
     fn builder_flags() {
         let cases: &[(&str, &str, &[&str])] = &[
             ("--from=builder /a /b", "/a /b", &["--from=builder"]),
-            ("--chown=1:1 --chmod=755 a b", "a b", &["--chown=1:1", "--chmod=755"]),
+            (
+                "--chown=1:1 --chmod=755 a b",
+                "a b",
+                &["--chown=1:1", "--chmod=755"],
+            ),
             ("--link src dst", "src dst", &["--link"]),
             ("-- --notaflag x", " --notaflag x", &[]),
             ("echo --from=x", "echo --from=x", &[]),
@@ -284,8 +291,8 @@ mod tests {
         assert!(matches!(parse_json(r#"["a", "b"]"#), Json::Strings(v) if v == ["a", "b"]));
         assert!(matches!(parse_json(r#"  [] "#), Json::Strings(v) if v.is_empty()));
         assert!(matches!(parse_json(r#"["a", 1]"#), Json::NotStrings));
-        assert!(matches!(parse_json(r#"["a", ]"#), Json::NotJson));
-        assert!(matches!(parse_json(r#"[a]"#), Json::NotJson));
-        assert!(matches!(parse_json(r#"echo ["a"]"#), Json::NotJson));
+        assert!(matches!(parse_json(r#"["a", ]"#), Json::Invalid));
+        assert!(matches!(parse_json(r#"[a]"#), Json::Invalid));
+        assert!(matches!(parse_json(r#"echo ["a"]"#), Json::Invalid));
     }
 }
