@@ -269,7 +269,9 @@ fn gix_fetch(dir: &Path, url: &RepoUrl, creds: Option<&Credentials>) -> Result<u
         dir: dir.to_path_buf(),
         message: scrub(msg),
     };
-    let mut overrides: Vec<String> = Vec::new();
+    // git's default, stated so that no user or system config can widen it: follow a
+    // redirect of the first request only (a moved repository), none after.
+    let mut overrides: Vec<String> = vec!["http.followRedirects=initial".into()];
     let mut _key = None;
     if let Some(c) = creds {
         if c.insecure {
@@ -319,23 +321,49 @@ fn gix_fetch(dir: &Path, url: &RepoUrl, creds: Option<&Credentials>) -> Result<u
     if let Some(opts) = insecure_tls {
         connection = connection.with_transport_options(opts);
     }
+    // Credentials go only to the origin (scheme, host, port) they were registered
+    // for, as git's `http.followRedirects=initial` keeps them: the first request may
+    // be redirected, but when the new origin asks for credentials it gets none, and
+    // the fetch fails naming both addresses. reqwest already drops `Authorization`
+    // on a cross-origin hop; this closes the second door, the credential callback
+    // gix calls with the redirected URL after its 401.
+    let origin = url.http_origin();
+    let refused: Arc<Mutex<Option<String>>> = Arc::default();
+    let refused_in_callback = refused.clone();
     let connection = connection
         // Always our callback: never the user's credential helpers, never a prompt.
         .with_credentials(move |action| match action {
             gix::credentials::helper::Action::Get(ctx) => {
-                Ok(basic
-                    .clone()
-                    .map(|(u, p)| gix::credentials::protocol::Outcome {
-                        identity: gix::sec::identity::Account {
-                            username: u,
-                            password: p,
-                            oauth_refresh_token: None,
-                        },
-                        next: ctx.into(),
-                    }))
+                let Some(basic) = basic.clone() else {
+                    return Ok(None);
+                };
+                let asked = ctx.url.as_ref().map(|u| u.to_string()).unwrap_or_default();
+                if origin.is_none() || crate::url::origin_of(&asked) != origin {
+                    *lock(&refused_in_callback) = Some(crate::url::strip_userinfo(&asked));
+                    return Ok(None);
+                }
+                let (u, p) = basic;
+                Ok(Some(gix::credentials::protocol::Outcome {
+                    identity: gix::sec::identity::Account {
+                        username: u,
+                        password: p,
+                        oauth_refresh_token: None,
+                    },
+                    next: ctx.into(),
+                }))
             }
             _ => Ok(None),
         });
+    let redirected = |e: Error| match lock(&refused).take() {
+        Some(to) => Error::Unreachable {
+            url: shown.clone(),
+            message: format!(
+                "it redirected to {to}, which asks for credentials; the credentials of {shown} are sent only to {}, never to another origin (as git's http.followRedirects=initial): point repoURL at the new address and register the credentials for it",
+                url.http_origin().unwrap_or_default()
+            ),
+        },
+        None => e,
+    };
     let options = gix::remote::ref_map::Options {
         // Ask for every ref, so that the remote's HEAD (its default branch) comes too.
         prefix_from_spec_as_filter_on_remote: false,
@@ -343,7 +371,7 @@ fn gix_fetch(dir: &Path, url: &RepoUrl, creds: Option<&Credentials>) -> Result<u
     };
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, options)
-        .map_err(|e| unreachable(chain(&e)))?;
+        .map_err(|e| redirected(unreachable(chain(&e))))?;
     if prepare.ref_map().remote_refs.is_empty() {
         return Err(Error::Fetch {
             url: shown.clone(),
@@ -353,9 +381,11 @@ fn gix_fetch(dir: &Path, url: &RepoUrl, creds: Option<&Credentials>) -> Result<u
     let outcome = prepare
         .with_write_packed_refs_only(false)
         .receive(gix::progress::Discard, &NEVER_INTERRUPT)
-        .map_err(|e| Error::Fetch {
-            url: shown.clone(),
-            message: scrub(chain(&e)),
+        .map_err(|e| {
+            redirected(Error::Fetch {
+                url: shown.clone(),
+                message: scrub(chain(&e)),
+            })
         })?;
     use gix::remote::fetch::refs::update::Mode;
     let update_refs = match &outcome.status {

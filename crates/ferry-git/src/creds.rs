@@ -153,6 +153,33 @@ impl SshKeyFile {
     }
 }
 
+/// The `GIT_ASKPASS` helper: answers git's prompts from the child's environment, and
+/// only for the origin the credentials were registered for. git asks with the URL
+/// in quotes (`Username for 'https://host:port': `, `Password for
+/// 'https://user@host:port': `); after a redirect to another origin it asks for that
+/// one, and then the helper fails, so git stops without sending anything.
+const ASKPASS: &str = r#"#!/bin/sh
+u=${1#*\'}
+u=${u%\'*}
+scheme=${u%%://*}
+host=${u#*://}
+host=${host%%/*}
+host=${host##*@}
+case "$scheme:$host" in
+  http:*:80) host=${host%:80} ;;
+  https:*:443) host=${host%:443} ;;
+esac
+asked=$(printf '%s://%s' "$scheme" "$host" | tr 'A-Z' 'a-z')
+if [ -z "$FERRY_GIT_ORIGIN" ] || [ "$asked" != "$FERRY_GIT_ORIGIN" ]; then
+  echo "ferry: not sending the credentials of $FERRY_GIT_ORIGIN to $asked (another origin)" >&2
+  exit 1
+fi
+case "$1" in
+  [Uu]sername*) printf '%s\n' "$FERRY_GIT_USERNAME" ;;
+  *) printf '%s\n' "$FERRY_GIT_PASSWORD" ;;
+esac
+"#;
+
 /// Everything a `git` child process needs to authenticate, kept alive for its duration.
 pub(crate) struct GitAuth {
     /// Env vars to set on the child only.
@@ -173,7 +200,12 @@ impl GitAuth {
             ("SSH_ASKPASS".to_string(), String::new()),
         ];
         // Empty `credential.helper` resets the list: never read or store the user's keychain.
-        let mut config = vec!["credential.helper=".to_string()];
+        // `http.followRedirects=initial` (git's default, stated so that no config can
+        // widen it): only the first request may be redirected.
+        let mut config = vec![
+            "credential.helper=".to_string(),
+            "http.followRedirects=initial".to_string(),
+        ];
         let mut askpass = None;
         let mut key = None;
         if let Some(c) = creds {
@@ -190,11 +222,12 @@ impl GitAuth {
                         Error::io("cannot create a temp dir for", std::env::temp_dir(), e)
                     })?;
                 let script = dir.path().join("askpass.sh");
-                write_executable(
-                    &script,
-                    "#!/bin/sh\ncase \"$1\" in\n  [Uu]sername*) printf '%s\\n' \"$FERRY_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$FERRY_GIT_PASSWORD\" ;;\nesac\n",
-                )?;
+                write_executable(&script, ASKPASS)?;
                 env.push(("GIT_ASKPASS".into(), script.to_string_lossy().into_owned()));
+                env.push((
+                    "FERRY_GIT_ORIGIN".into(),
+                    url.http_origin().unwrap_or_default(),
+                ));
                 env.push(("FERRY_GIT_USERNAME".into(), user));
                 env.push(("FERRY_GIT_PASSWORD".into(), password));
                 askpass = Some(dir);

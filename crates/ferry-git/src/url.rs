@@ -119,6 +119,15 @@ impl RepoUrl {
         Some((self.url_user.as_deref(), self.url_password.as_deref()))
     }
 
+    /// `scheme://host[:port]` of an `http(s)` URL, lowercased, user-info left out: the
+    /// only origin its credentials are ever sent to. `None` for other schemes.
+    pub(crate) fn http_origin(&self) -> Option<String> {
+        if !matches!(self.scheme, Scheme::Http | Scheme::Https) {
+            return None;
+        }
+        origin_of(&self.display)
+    }
+
     /// The name of this repository's mirror directory: readable, filesystem-safe, unique
     /// per normalised URL, and free of credentials.
     pub fn cache_dir_name(&self) -> String {
@@ -156,6 +165,30 @@ fn invalid(url: &str, reason: &str) -> Error {
         url: strip_userinfo(url),
         reason: reason.to_string(),
     }
+}
+
+/// `scheme://host[:port]` of a URL, lowercased and without user-info; the default
+/// port of the scheme (80, 443) is left out, so `https://h:443/x` and `https://h/x`
+/// are one origin.
+pub(crate) fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = host_port.to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => Some(":80"),
+        "https" => Some(":443"),
+        _ => None,
+    };
+    let host_port = match default {
+        Some(d) => host_port.strip_suffix(d).unwrap_or(&host_port).to_string(),
+        None => host_port,
+    };
+    if host_port.is_empty() {
+        return None;
+    }
+    Some(format!("{scheme}://{host_port}"))
 }
 
 /// Remove `user:password@` from anything that looks like a URL, for messages.
@@ -306,6 +339,26 @@ fn absolute(p: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_ignore_userinfo_case_path_and_default_ports() {
+        assert_eq!(
+            origin_of("https://bob:pw@Git.Example:443/org/repo.git").as_deref(),
+            Some("https://git.example")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8080/repo").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_ne!(
+            origin_of("http://127.0.0.1:8080/repo"),
+            origin_of("http://127.0.0.1:8081/repo")
+        );
+        assert_ne!(origin_of("http://h/repo"), origin_of("https://h/repo"));
+        assert_eq!(origin_of("no-scheme"), None);
+        let url = RepoUrl::parse("git@host:org/repo.git").unwrap();
+        assert_eq!(url.http_origin(), None);
+    }
 
     #[test]
     fn https_credentials_are_split_off() {

@@ -751,3 +751,61 @@ fn insecure_skips_tls_verification_and_secure_does_not() {
         "{insecure}"
     );
 }
+
+#[test]
+fn regression_git_credentials_not_sent_across_redirect() {
+    // The registered repository (one port) redirects to another server (another
+    // port, so another origin) that asks for the same credentials: it must never get
+    // them, neither through gix (fetch) nor through the git CLI (write-back), whether
+    // the first server asked for credentials before redirecting or not.
+    let f = Fixture::new();
+    let other = http::GitHttpServer::start(f.tmp.path(), Some(("alice", "pa55word")));
+    let creds = Credentials {
+        username: Some("alice".into()),
+        password: Some("pa55word".into()),
+        ..Default::default()
+    };
+    let leaked = |server: &http::GitHttpServer| server.authorizations.lock().unwrap().clone();
+    for first_asks in [false, true] {
+        let registered =
+            http::Redirector::start(&other.url(""), first_asks.then_some(("alice", "pa55word")));
+        let url = registered.url("remote.git");
+        let cache = f.cache();
+
+        let err = cache.fetch(&url, Some(&creds)).unwrap_err();
+        assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+        assert_eq!(
+            leaked(&other),
+            Vec::<String>::new(),
+            "fetch, first_asks={first_asks}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains(&url), "{msg}");
+        if !first_asks {
+            // The redirect was followed without credentials; the error names both ends.
+            assert!(msg.contains(&other.url("remote.git")), "{msg}");
+            assert!(msg.contains("never to another origin"), "{msg}");
+        }
+
+        let err = cache
+            .commit_and_push(
+                &url,
+                "main",
+                "through a redirect",
+                |dir| std::fs::write(dir.join("apps/web/deploy.yaml"), "image: web:redirected\n"),
+                Some(&creds),
+            )
+            .unwrap_err();
+        assert!(!err.to_string().contains("pa55word"), "{err}");
+        assert_eq!(
+            leaked(&other),
+            Vec::<String>::new(),
+            "push, first_asks={first_asks}"
+        );
+        if first_asks {
+            // The registered origin itself did get them: that is what they are for.
+            assert!(!registered.authorizations.lock().unwrap().is_empty());
+        }
+    }
+    assert_eq!(f.remote_tip("main"), f.c2, "nothing was pushed");
+}

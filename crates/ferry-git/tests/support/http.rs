@@ -5,8 +5,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 
@@ -16,6 +16,8 @@ pub struct GitHttpServer {
     stop: Arc<AtomicBool>,
     /// Requests refused with 401.
     pub unauthorized: Arc<AtomicUsize>,
+    /// Every `Authorization` header received, in order.
+    pub authorizations: Arc<Mutex<Vec<String>>>,
 }
 
 impl GitHttpServer {
@@ -26,6 +28,7 @@ impl GitHttpServer {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let unauthorized = Arc::new(AtomicUsize::new(0));
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
         let expected = auth.map(|(u, p)| {
             format!(
                 "Basic {}",
@@ -33,16 +36,21 @@ impl GitHttpServer {
             )
         });
         let root = root.to_path_buf();
-        let (stop2, unauth2) = (stop.clone(), unauthorized.clone());
+        let (stop2, unauth2, auths2) = (stop.clone(), unauthorized.clone(), authorizations.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop2.load(Ordering::SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (root, expected, unauth) = (root.clone(), expected.clone(), unauth2.clone());
+                let (root, expected, unauth, auths) = (
+                    root.clone(),
+                    expected.clone(),
+                    unauth2.clone(),
+                    auths2.clone(),
+                );
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &root, expected.as_deref(), &unauth);
+                    let _ = serve(conn, &root, expected.as_deref(), &unauth, &auths);
                 });
             }
         });
@@ -50,6 +58,7 @@ impl GitHttpServer {
             port,
             stop,
             unauthorized,
+            authorizations,
         }
     }
 
@@ -71,23 +80,13 @@ fn serve(
     root: &PathBuf,
     expected_auth: Option<&str>,
     unauthorized: &AtomicUsize,
+    authorizations: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("GET").to_string();
-    let target = parts.next().unwrap_or("/").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-        }
+    let (method, target, headers) = read_head(&mut reader)?;
+    if let Some((_, v)) = headers.iter().find(|(k, _)| k == "authorization") {
+        authorizations.lock().unwrap().push(v.clone());
     }
     let header = |name: &str| {
         headers
@@ -191,4 +190,105 @@ fn serve(
     )?;
     out.write_all(payload)?;
     out.flush()
+}
+
+/// Method, target and headers (names lowercased) of one request.
+type Head = (String, String, Vec<(String, String)>);
+
+/// Request line and headers (names lowercased).
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Head> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("GET").to_string();
+    let target = parts.next().unwrap_or("/").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    Ok((method, target, headers))
+}
+
+/// A server that answers every request with `302 Found` to the same path and query
+/// on `to` (`http://127.0.0.1:PORT`), as a moved or hostile repository host does;
+/// with `auth`, it first asks for credentials (401) until it gets them, so that the
+/// client holds them when it is redirected. Records the `Authorization` headers it
+/// receives.
+pub struct Redirector {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    /// Every `Authorization` header received, in order.
+    pub authorizations: Arc<Mutex<Vec<String>>>,
+}
+
+impl Redirector {
+    pub fn start(to: &str, auth: Option<(&str, &str)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let expected = auth.map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        let to = to.trim_end_matches('/').to_string();
+        let (stop2, auths2) = (stop.clone(), authorizations.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let (to, auths, expected) = (to.clone(), auths2.clone(), expected.clone());
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let mut reader = BufReader::new(conn.try_clone()?);
+                    let mut out = conn;
+                    let (_, target, headers) = read_head(&mut reader)?;
+                    let auth = headers
+                        .iter()
+                        .find(|(k, _)| k == "authorization")
+                        .map(|(_, v)| v.clone());
+                    if let Some(a) = &auth {
+                        auths.lock().unwrap().push(a.clone());
+                    }
+                    if expected.is_some() && auth != expected {
+                        out.write_all(
+                            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        )?;
+                        return Ok(());
+                    }
+                    write!(
+                        out,
+                        "HTTP/1.1 302 Found\r\nLocation: {to}{target}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )?;
+                    out.flush()
+                });
+            }
+        });
+        Redirector {
+            port,
+            stop,
+            authorizations,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT/<repo>`
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for Redirector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
 }
