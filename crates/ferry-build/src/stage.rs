@@ -196,13 +196,24 @@ pub fn plan(df: &Dockerfile, opts: &BuildOptions) -> Result<Plan> {
             }
             InstructionKind::From(from) => {
                 let index = stages.len();
-                let image = lexer
-                    .process_word(&from.image, &global_args)
+                let expanded = lexer
+                    .process(&from.image, &global_args)
                     .map_err(|message| Error::Expansion {
                         file: file.to_string(),
                         line: ins.start_line,
                         message,
                     })?;
+                // buildkit's UndefinedArgInFrom check: a variable no global ARG declares.
+                for name in expanded.unmatched.iter().filter(|n| !declared.contains(*n)) {
+                    warnings.push(Warning {
+                        file: file.to_string(),
+                        line: Some(ins.start_line),
+                        message: format!(
+                            "FROM argument '{name}' is not declared; declare it with ARG {name} before the first FROM"
+                        ),
+                    });
+                }
+                let image = expanded.word;
                 if image.is_empty() {
                     return Err(stage_err(
                         file,

@@ -16,13 +16,15 @@
 //! | `GET\|PUT\|DELETE …/services/{name}/traffic` | traffic weights by pod-template hash |
 //! | `GET /api/v1/events?namespace=&object=Kind/name` | events as Kubernetes `Event` objects |
 //! | `POST /api/v1/down` | stop every workload, then the daemon |
+//! | `GET /api/v1/info` | which daemon this is: `{id, home, pid, version, addr}` (as in `daemon.json`) |
 //! | `… /api/v1/apps …` | Argo CD Applications: see [`crate::apps`] |
 //! | `POST /api/webhook` | a Git push (GitHub's or a local hook's) refreshes the apps on that repo and ref: see [`crate::webhook`] |
 //! | `GET /metrics`, `GET /healthz` | Prometheus text, liveness |
 //!
 //! Kinds on the URL take kubectl's names (`pods`, `po`, `deploy`, `svc`, …) or a Kind
 //! name. Errors are `{"error": "...", "code": N}` with 400, 404, 409 or 500 (401
-//! without the token a daemon beyond loopback asks for: see [`crate::auth`]). Watches
+//! without the token, 403 for a foreign `Host` or `Origin`, 415 for a body that is
+//! not JSON or YAML: see [`crate::auth`]). Watches
 //! and followed logs stream newline-delimited JSON (or text) until the client goes away
 //! or the daemon stops.
 
@@ -72,6 +74,8 @@ pub struct AppState {
     pub auth: crate::auth::Policy,
     /// The secret webhook bodies are signed with; `None` takes them unsigned.
     pub webhook_secret: Option<Arc<[u8]>>,
+    /// Which daemon serves this API (`GET /api/v1/info`); `None` in-process.
+    pub instance: Option<Arc<crate::daemon::DaemonInfo>>,
 }
 
 impl AppState {
@@ -84,6 +88,7 @@ impl AppState {
             downed: Arc::new(AtomicBool::new(false)),
             auth: crate::auth::Policy::open(),
             webhook_secret: None,
+            instance: None,
         }
     }
 
@@ -139,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/apply", post(apply))
         .route("/api/v1/down", post(down))
+        .route("/api/v1/info", get(crate::daemon::info))
         .route("/api/v1/events", get(events))
         .merge(crate::apps::routes())
         .merge(crate::webhook::routes())

@@ -22,13 +22,25 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{AppState, router};
 use crate::error::Error;
 
-/// What `FERRY_HOME/daemon.json` records about the running daemon.
+/// What `FERRY_HOME/daemon.json` records about the running daemon, and what
+/// `GET /api/v1/info` answers: the CLI compares the two before a destructive call, so
+/// that it never stops a daemon that merely took over the address (or pid) of this
+/// home's dead one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonInfo {
+    /// Random, new at every start: which daemon this is.
+    #[serde(default)]
+    pub id: String,
+    /// The daemon's `FERRY_HOME`.
+    #[serde(default)]
+    pub home: PathBuf,
     /// `127.0.0.1:7171`: where the API listens.
     pub addr: String,
     /// The daemon's process id.
     pub pid: u32,
+    /// ferry's version.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// `FERRY_HOME/daemon.json`.
@@ -204,24 +216,31 @@ pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
     }
     let engine_task = tokio::spawn(engine.clone().run(shutdown.clone()));
     let mut state = AppState::new(runtime.clone(), engine.clone(), shutdown.clone());
-    // Made whatever the address, so the CLI can send it before the daemon moves off
-    // loopback; asked for only beyond loopback.
+    // Asked for on loopback too: other users of this host, and browser pages, reach
+    // 127.0.0.1 as well (see crate::auth).
     let token = crate::auth::load_or_create(&opts.home)?;
-    if !crate::auth::is_loopback(&addr) {
-        tracing::info!(
-            "listening beyond loopback on {addr}: API calls need the token in {}",
-            crate::auth::token_path(&opts.home).display()
-        );
-        state.auth = crate::auth::Policy::token(token);
-    }
+    state.auth = crate::auth::Policy::daemon(token, addr);
+    tracing::info!(
+        "API calls need the token in {} (the CLI sends it)",
+        crate::auth::token_path(&opts.home).display()
+    );
     state.webhook_secret = std::env::var("FERRY_WEBHOOK_SECRET")
         .ok()
         .filter(|s| !s.is_empty())
         .map(|s| Arc::from(s.into_bytes()));
+    let id = crate::auth::random_hex(16).map_err(|source| Error::Io {
+        what: "reading",
+        path: PathBuf::from("/dev/urandom"),
+        source,
+    })?;
     let info = DaemonInfo {
+        id,
+        home: std::path::absolute(&opts.home).unwrap_or_else(|_| opts.home.clone()),
         addr: addr.to_string(),
         pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
     };
+    state.instance = Some(Arc::new(info.clone()));
     write_info(&opts.home, &info)?;
     tracing::info!(
         "ferry daemon serving http://{addr} for FERRY_HOME {} (pid {})",
@@ -254,9 +273,14 @@ impl Daemon {
         self.state.webhook_secret = secret.map(Arc::from);
     }
 
-    /// Whether API calls need the token (the daemon listens beyond loopback).
+    /// Whether API calls need the token (always, for a started daemon).
     pub fn requires_token(&self) -> bool {
         self.state.auth.requires_token()
+    }
+
+    /// What `daemon.json` records about this daemon.
+    pub fn info(&self) -> &DaemonInfo {
+        &self.info
     }
 
     /// Serves until a signal or `ferry down`, then stops the engine and the runtime's
@@ -313,6 +337,18 @@ impl Daemon {
     }
 }
 
+/// `GET /api/v1/info`: which daemon answers (what `daemon.json` records); 404 for an
+/// API built without a daemon.
+pub(crate) async fn info(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> Result<axum::Json<DaemonInfo>, crate::ApiError> {
+    s.instance
+        .as_deref()
+        .cloned()
+        .map(axum::Json)
+        .ok_or_else(|| crate::ApiError::not_found("this API runs without a daemon"))
+}
+
 /// Runs the daemon until a signal or `ferry down`: [`start`], then [`Daemon::serve`].
 pub async fn run(opts: DaemonOptions) -> Result<(), Error> {
     start(opts).await?.serve().await
@@ -329,8 +365,11 @@ mod tests {
         write_info(
             dir.path(),
             &DaemonInfo {
+                id: "x".into(),
+                home: dir.path().to_path_buf(),
                 addr: "127.0.0.1:9".into(),
                 pid: 42,
+                version: String::new(),
             },
         )
         .unwrap();

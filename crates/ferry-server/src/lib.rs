@@ -1,8 +1,8 @@
 //! ferry's daemon (`ferry serve`): the JSON HTTP API under `/api/v1` over the
 //! embedded runtime — apply, get/list/watch, delete, scale, rollouts, logs, events,
 //! traffic weights, `down`, and the apps the engine runs (`/api/v1/apps`) — plus
-//! `/metrics` and `/healthz`, the push webhook (`/api/webhook`), the API token a
-//! daemon beyond loopback asks for, and the daemon's own lifecycle (one daemon per
+//! `/metrics` and `/healthz`, the push webhook (`/api/webhook`), the API token
+//! and the Host/Origin/content-type rules every call meets, and the daemon's own lifecycle (one daemon per
 //! `FERRY_HOME`, `daemon.json`, signals).
 
 pub mod api;

@@ -1,27 +1,30 @@
 //! The CLI's HTTP client to the daemon (`ferry serve`), and what the kubectl-like
 //! commands share: where the daemon is, namespaces, `KIND/NAME` arguments, ages.
 //!
-//! Where the daemon is: `--server URL` > `FERRY_SERVER` > `FERRY_HOME/daemon.json` >
-//! `http://127.0.0.1:7171`. The API token (needed when the daemon listens beyond
-//! loopback) is `FERRY_TOKEN`, else `FERRY_HOME/token` — the latter sent only to this
-//! host's daemon, never to a `--server` elsewhere.
+//! Where the daemon is: `--server URL` > `FERRY_SERVER` > the daemon recorded in
+//! `FERRY_HOME/daemon.json`. There is no default address: without the first two the
+//! CLI talks only to this `FERRY_HOME`'s own daemon, and says so when none runs, so it
+//! never reaches (or stops) the daemon of another home or user that happens to listen
+//! where this one used to.
+//!
+//! The API token (every call needs it) is `FERRY_TOKEN`, else `FERRY_HOME/token` — the
+//! latter sent only to this host's daemon, never to a `--server` elsewhere.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use clap::Args;
+use ferry_server::DaemonInfo;
 use serde_json::Value;
 
 use crate::home;
 use crate::output::EXIT_FINDING;
 
-/// The default API address.
-pub const DEFAULT_SERVER: &str = "http://127.0.0.1:7171";
-
 /// `--server`, shared by every command that talks to the daemon.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServerArgs {
-    /// The daemon's URL (default: FERRY_SERVER, else FERRY_HOME/daemon.json, else http://127.0.0.1:7171).
+    /// The daemon's URL (default: FERRY_SERVER, else the daemon recorded in FERRY_HOME/daemon.json).
     #[arg(long, env = "FERRY_SERVER", value_name = "URL")]
     pub server: Option<String>,
 }
@@ -83,25 +86,56 @@ pub fn exit_code(result: anyhow::Result<u8>) -> anyhow::Result<u8> {
 pub struct Client {
     base: String,
     token: Option<String>,
+    /// Where the token came from, for a refusal's message.
+    token_source: String,
+    home: PathBuf,
+    /// What `daemon.json` records, when the daemon was found there (no `--server`).
+    recorded: Option<DaemonInfo>,
     http: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
 
-/// Where the daemon is, by precedence.
-pub fn server_url(flag: Option<&str>) -> String {
-    let raw = flag
-        .map(str::to_string)
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            ferry_server::daemon::read_info(&home::ferry_home()).map(|i| connectable(&i.addr))
-        })
-        .unwrap_or_else(|| DEFAULT_SERVER.to_string());
-    let with_scheme = if raw.starts_with("http://") || raw.starts_with("https://") {
-        raw
+/// `url` with a scheme and without a trailing `/`.
+fn normalise(url: &str) -> String {
+    let with_scheme = if url.starts_with("http://") || url.starts_with("https://") {
+        url.to_string()
     } else {
-        format!("http://{raw}")
+        format!("http://{url}")
     };
     with_scheme.trim_end_matches('/').to_string()
+}
+
+/// The daemon `daemon.json` of `home` records, if that daemon's process still runs;
+/// otherwise the error every command shows (exit 2).
+pub fn running_daemon(home: &Path) -> anyhow::Result<DaemonInfo> {
+    let Some(info) = ferry_server::daemon::read_info(home) else {
+        anyhow::bail!(
+            "no daemon is running for FERRY_HOME {}; start one with 'ferry serve' (or name one with --server/FERRY_SERVER)",
+            home.display()
+        );
+    };
+    if !process_exists(info.pid) {
+        anyhow::bail!(
+            "no daemon is running for FERRY_HOME {} (its daemon.json names pid {}, which has exited); start one with 'ferry serve'",
+            home.display(),
+            info.pid
+        );
+    }
+    Ok(info)
+}
+
+/// Whether a process `pid` exists (perhaps another user's).
+fn process_exists(pid: u32) -> bool {
+    use nix::errno::Errno;
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    // 0 and negative numbers name process groups, not a daemon.
+    raw > 0
+        && match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+            Ok(()) | Err(Errno::EPERM) => true,
+            Err(_) => false,
+        }
 }
 
 /// A daemon bound to every address (`0.0.0.0:P`, `[::]:P`) is reached on loopback.
@@ -119,13 +153,14 @@ fn connectable(addr: &str) -> String {
     }
 }
 
-/// The API token to send: `FERRY_TOKEN`, else `FERRY_HOME/token` when the daemon is
-/// this host's (no `--server`, or one on loopback) so the token never leaves the host.
-pub fn token_for(flag: Option<&str>) -> Option<String> {
+/// The API token to send and where it came from: `FERRY_TOKEN`, else
+/// `FERRY_HOME/token` when the daemon is this host's (no `--server`, or one on
+/// loopback) so the token never leaves the host.
+pub fn token_for(flag: Option<&str>) -> (Option<String>, String) {
     if let Ok(t) = std::env::var("FERRY_TOKEN")
         && !t.trim().is_empty()
     {
-        return Some(t.trim().to_string());
+        return (Some(t.trim().to_string()), "FERRY_TOKEN".into());
     }
     let local = match flag.filter(|s| !s.is_empty()) {
         None => true,
@@ -142,9 +177,20 @@ pub fn token_for(flag: Option<&str>) -> Option<String> {
                     .is_ok_and(|ip| ip.is_loopback())
         }
     };
-    local
-        .then(|| ferry_server::auth::read_token(&home::ferry_home()))
-        .flatten()
+    let path = ferry_server::auth::token_path(&home::ferry_home());
+    if !local {
+        return (
+            None,
+            "no token (FERRY_HOME/token is never sent to another host; set FERRY_TOKEN)".into(),
+        );
+    }
+    match ferry_server::auth::read_token(&home::ferry_home()) {
+        Some(t) => (Some(t), path.display().to_string()),
+        None => (
+            None,
+            format!("no token ({} is missing; set FERRY_TOKEN)", path.display()),
+        ),
+    }
 }
 
 /// Percent-encodes a query value.
@@ -161,8 +207,18 @@ pub fn enc(s: &str) -> String {
 }
 
 impl Client {
-    /// A client for the daemon `server` names (see [`server_url`]).
+    /// A client for the daemon `server` names, else this `FERRY_HOME`'s (see the module
+    /// doc); an error (exit 2) when neither is there.
     pub fn new(server: &ServerArgs) -> anyhow::Result<Self> {
+        let home = home::ferry_home();
+        let flag = server.server.as_deref().filter(|s| !s.is_empty());
+        let (base, recorded) = match flag {
+            Some(url) => (normalise(url), None),
+            None => {
+                let info = running_daemon(&home)?;
+                (normalise(&connectable(&info.addr)), Some(info))
+            }
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -171,9 +227,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .context("building the HTTP client")?;
+        let (token, token_source) = token_for(flag);
         Ok(Self {
-            base: server_url(server.server.as_deref()),
-            token: token_for(server.server.as_deref()),
+            base,
+            token,
+            token_source,
+            home,
+            recorded,
             http,
             rt,
         })
@@ -184,15 +244,62 @@ impl Client {
         &self.base
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> anyhow::Error {
-        let mut cause: &dyn std::error::Error = e;
-        while let Some(next) = cause.source() {
-            cause = next;
+    /// What `daemon.json` records about the daemon, when it was found there.
+    pub fn recorded(&self) -> Option<&DaemonInfo> {
+        self.recorded.as_ref()
+    }
+
+    /// `FERRY_HOME`.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// Who should be serving, for a message about a daemon that does not answer.
+    fn whose(&self) -> String {
+        match &self.recorded {
+            Some(info) => format!(
+                "is 'ferry serve' running for FERRY_HOME {}? (its daemon.json names pid {}); start it with 'ferry serve'",
+                self.home.display(),
+                info.pid
+            ),
+            None => "is 'ferry serve' running there? start it with 'ferry serve'".into(),
         }
-        anyhow::anyhow!(
-            "cannot reach the ferry daemon at {}: {cause} — start it with 'ferry serve'",
-            self.base
-        )
+    }
+
+    /// A transport error in words, without hyper's and reqwest's chain: the daemon
+    /// could not be reached, or went away during the call.
+    fn lost(&self, e: &reqwest::Error) -> anyhow::Error {
+        let mut io_kind = None;
+        let mut cause: Option<&dyn std::error::Error> = Some(e);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                io_kind = Some(io.kind());
+            }
+            cause = c.source();
+        }
+        use std::io::ErrorKind as K;
+        let how = match io_kind {
+            Some(K::ConnectionRefused) => "connection refused",
+            Some(K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof) => {
+                "the connection was cut"
+            }
+            _ if e.is_timeout() => "no answer in time",
+            _ if e.is_connect() => "cannot connect",
+            _ => "the connection was cut",
+        };
+        if e.is_connect() {
+            anyhow::anyhow!(
+                "cannot reach the ferry daemon at {} ({how}): {}",
+                self.base,
+                self.whose()
+            )
+        } else {
+            anyhow::anyhow!(
+                "the ferry daemon at {} went away during the call ({how}): {}",
+                self.base,
+                self.whose()
+            )
+        }
     }
 
     async fn send_async(
@@ -208,22 +315,22 @@ impl Client {
         if let Some((b, ct)) = body {
             req = req.header("content-type", ct).body(b);
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                self.unreachable(&e)
-            } else {
-                e.into()
-            }
-        })?;
+        let resp = req.send().await.map_err(|e| self.lost(&e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let code = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<Value>(&text)
+        let text = resp.text().await.map_err(|e| self.lost(&e))?;
+        let mut message = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_else(|| format!("the daemon answered {code}: {}", text.trim()));
+        if code == 401 {
+            message.push_str(&format!(
+                " (the daemon at {} refused what this CLI sent: {})",
+                self.base, self.token_source
+            ));
+        }
         Err(ApiFailure { code, message }.into())
     }
 
@@ -236,7 +343,7 @@ impl Client {
     ) -> anyhow::Result<Value> {
         self.rt.block_on(async {
             let resp = self.send_async(method, path, body).await?;
-            let text = resp.text().await.context("reading the daemon's answer")?;
+            let text = resp.text().await.map_err(|e| self.lost(&e))?;
             serde_json::from_str(&text)
                 .with_context(|| format!("the daemon's answer to {path} is not JSON"))
         })
@@ -279,11 +386,7 @@ impl Client {
     ) -> anyhow::Result<()> {
         self.rt.block_on(async {
             let mut resp = self.send_async(reqwest::Method::GET, path, None).await?;
-            while let Some(chunk) = resp
-                .chunk()
-                .await
-                .context("reading the stream from the daemon")?
-            {
+            while let Some(chunk) = resp.chunk().await.map_err(|e| self.lost(&e))? {
                 if !f(&chunk)? {
                     break;
                 }
@@ -431,9 +534,9 @@ mod tests {
     }
 
     #[test]
-    fn the_flag_wins_and_schemes_are_added() {
-        assert_eq!(server_url(Some("127.0.0.1:9")), "http://127.0.0.1:9");
-        assert_eq!(server_url(Some("http://h:1/")), "http://h:1");
+    fn schemes_are_added_and_unspecified_addresses_reached_on_loopback() {
+        assert_eq!(normalise("127.0.0.1:9"), "http://127.0.0.1:9");
+        assert_eq!(normalise("http://h:1/"), "http://h:1");
         assert_eq!(connectable("0.0.0.0:7171"), "127.0.0.1:7171");
         assert_eq!(connectable("[::]:7171"), "[::1]:7171");
         assert_eq!(connectable("10.1.2.3:7171"), "10.1.2.3:7171");

@@ -88,6 +88,16 @@ impl Daemon {
         self.url.trim_start_matches("http://")
     }
 
+    /// A call to the daemon's API with its token (a YAML body, which JSON is too).
+    fn api(&self, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+        let token = std::fs::read_to_string(self.home().join("token")).unwrap();
+        let headers = format!(
+            "Authorization: Bearer {}\r\nContent-Type: application/yaml\r\n",
+            token.trim()
+        );
+        request(self.addr(), method, path, body, &headers)
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(ferry_bin());
         cmd.args(args)
@@ -325,11 +335,22 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// A plain HTTP/1.1 request; `None` when the connection fails.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    request(addr, method, path, body, "")
+}
+
+/// An HTTP/1.1 request with `headers` (each line ending in CRLF).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;
@@ -954,7 +975,7 @@ fn a_killed_daemon_leaves_pods_serving_and_the_next_one_readopts_them() {
     assert_eq!(server_pids(d.home()).len(), 2);
 
     // Metrics carry the daemon's gauges.
-    let (status, metrics) = http_get(d.addr(), "/metrics").unwrap();
+    let (status, metrics) = d.api("GET", "/metrics", "").unwrap();
     assert_eq!(status, 200);
     assert!(metrics.contains("ferry_pods_running 2"), "{metrics}");
 
@@ -973,9 +994,8 @@ fn a_killed_daemon_leaves_pods_serving_and_the_next_one_readopts_them() {
 fn the_api_answers_kubernetes_lists_and_json_errors_and_applies_all_or_nothing() {
     let _serial = serial();
     let mut d = Daemon::start();
-    let api = d.addr().to_string();
     let error = |method: &str, path: &str, body: &str| {
-        let (code, text) = http(&api, method, path, body).unwrap();
+        let (code, text) = d.api(method, path, body).unwrap();
         let v: Value = serde_json::from_str(&text)
             .unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
         assert_eq!(v["code"], code, "{v}");
@@ -997,13 +1017,9 @@ fn the_api_answers_kubernetes_lists_and_json_errors_and_applies_all_or_nothing()
             r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"k":"{value}"}}}}"#
         )
     };
-    let (code, text) = http(
-        &api,
-        "POST",
-        "/api/v1/apply?fieldManager=other",
-        &cm("x", "1"),
-    )
-    .unwrap();
+    let (code, text) = d
+        .api("POST", "/api/v1/apply?fieldManager=other", &cm("x", "1"))
+        .unwrap();
     assert_eq!(code, 200, "{text}");
     let list = format!(
         r#"{{"apiVersion":"v1","kind":"List","items":[{},{}]}}"#,
@@ -1018,7 +1034,7 @@ fn the_api_answers_kubernetes_lists_and_json_errors_and_applies_all_or_nothing()
         404,
         "nothing applied before the conflict was found"
     );
-    let (code, text) = http(&api, "POST", "/api/v1/apply?force=true", &list).unwrap();
+    let (code, text) = d.api("POST", "/api/v1/apply?force=true", &list).unwrap();
     assert_eq!(code, 200, "{text}");
     let actions: Vec<String> = serde_json::from_str::<Value>(&text).unwrap()["items"]
         .as_array()
@@ -1028,14 +1044,18 @@ fn the_api_answers_kubernetes_lists_and_json_errors_and_applies_all_or_nothing()
         .collect();
     assert_eq!(actions, ["created", "configured"]);
 
-    let (code, text) = http_get(&api, "/api/v1/configmaps?labelSelector=missing").unwrap();
+    let (code, text) = d
+        .api("GET", "/api/v1/configmaps?labelSelector=missing", "")
+        .unwrap();
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         (v["kind"].as_str(), v["items"].as_array().map(Vec::len)),
         (Some("List"), Some(0))
     );
-    let (code, text) = http_get(&api, "/api/v1/namespaces/default/configmaps").unwrap();
+    let (code, text) = d
+        .api("GET", "/api/v1/namespaces/default/configmaps", "")
+        .unwrap();
     assert_eq!(code, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&text).unwrap()["items"]
@@ -1044,7 +1064,7 @@ fn the_api_answers_kubernetes_lists_and_json_errors_and_applies_all_or_nothing()
             .len(),
         2
     );
-    let (code, metrics) = http_get(&api, "/metrics").unwrap();
+    let (code, metrics) = d.api("GET", "/metrics", "").unwrap();
     assert_eq!(code, 200);
     assert!(
         metrics.contains("ferry_objects{kind=\"ConfigMap\"} 2"),

@@ -1,5 +1,5 @@
 //! Pushes reaching the daemon at once — GitHub's webhook and ferry's own post-receive
-//! hook — and the API token a daemon beyond loopback asks for, end to end: a real
+//! hook — and the API token a daemon bound beyond loopback asks for, end to end: a real
 //! daemon process, real Git repositories, real HTTP.
 //!
 //! The daemons run with a 600 s reconciliation, so only a webhook explains an app
@@ -54,11 +54,24 @@ fn daemon(addr: &str, secret: Option<&str>) -> Daemon {
 /// The revision the app is Synced at, if it is Synced (read over raw HTTP: cheap
 /// enough to poll every few milliseconds).
 fn synced_at(d: &Daemon, name: &str) -> Option<String> {
-    let (code, body) = http(d.port, "GET", &format!("/api/v1/apps/{name}"), &[], b"");
+    let bearer = bearer(d);
+    let (code, body) = http(
+        d.port,
+        "GET",
+        &format!("/api/v1/apps/{name}"),
+        &[("Authorization", &bearer)],
+        b"",
+    );
     let v: Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
     (v["status"]["sync"]["status"] == "Synced")
         .then(|| v["status"]["sync"]["revision"].as_str().map(str::to_string))
         .flatten()
+}
+
+/// `Bearer <the token of d's home>`.
+fn bearer(d: &Daemon) -> String {
+    let token = std::fs::read_to_string(d.home().join("token")).unwrap();
+    format!("Bearer {}", token.trim())
 }
 
 fn wait_synced(d: &Daemon, name: &str, rev: &str, secs: u64) {
@@ -155,8 +168,20 @@ fn a_signed_github_push_refreshes_only_the_app_on_that_repo_and_ref() {
     wait_synced(&d, "app-a", &heads[0], 30);
     wait_synced(&d, "app-b", &heads[1], 30);
 
-    // On loopback no token is asked for.
-    assert_eq!(http(d.port, "GET", "/api/v1/apps", &[], b"").0, 200);
+    // On loopback too the token is asked for.
+    assert_eq!(http(d.port, "GET", "/api/v1/apps", &[], b"").0, 401);
+    let auth = bearer(&d);
+    assert_eq!(
+        http(
+            d.port,
+            "GET",
+            "/api/v1/apps",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .0,
+        200
+    );
 
     let new_a = commit_value(&a, "two");
     let new_b = commit_value(&b, "two");

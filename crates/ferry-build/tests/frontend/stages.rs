@@ -263,3 +263,28 @@ fn stage_instructions_are_split_at_from() {
     ));
     assert_eq!(p.stages[3].line, 7);
 }
+
+#[test]
+fn undeclared_from_argument_is_warned() {
+    let p = plan("FROM alpine:${TAG:-3.20}\n", &[], None);
+    assert_eq!(p.stages[0].base, Base::Image("alpine:3.20".into()));
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.line == Some(1)
+                && w.message.starts_with("FROM argument 'TAG' is not declared"))
+    );
+    let p = plan("ARG TAG\nFROM alpine:${TAG:-3.20}\n", &[], None);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
+#[test]
+fn crlf_line_endings() {
+    let df = parse("FROM alpine\r\nRUN echo a \\\r\n  b\r\nCMD [\"x\"]\r\n");
+    assert_eq!(df.instructions.len(), 3);
+    assert_eq!(df.instructions[1].original, "RUN echo a   b");
+    assert_eq!(
+        (df.instructions[1].start_line, df.instructions[1].end_line),
+        (2, 3)
+    );
+}

@@ -501,7 +501,8 @@ fn startup(app_dir: &Path, timeout: Duration, stop: &Interrupt) -> anyhow::Resul
     let mut server = Reaped(child);
     let deadline = t0 + timeout;
     loop {
-        if http(addr, "GET", "/health", None, Duration::from_secs(2)).is_some_and(|(c, _)| c == 200)
+        if http(addr, "GET", "/health", None, None, Duration::from_secs(2))
+            .is_some_and(|(c, _)| c == 200)
         {
             return Ok(t0.elapsed());
         }
@@ -592,6 +593,8 @@ struct Daemon {
     home: PathBuf,
     log: PathBuf,
     addr: SocketAddr,
+    /// The API token of `home` (every call needs it).
+    token: String,
 }
 
 impl Daemon {
@@ -619,6 +622,7 @@ impl Daemon {
             home: home.to_path_buf(),
             log,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: String::new(),
         };
         let deadline = Instant::now() + timeout;
         loop {
@@ -626,6 +630,13 @@ impl Daemon {
                 && info.pid == pid
                 && let Ok(addr) = info.addr.parse()
             {
+                // Written before daemon.json.
+                d.token = ferry_server::auth::read_token(home).with_context(|| {
+                    format!(
+                        "{} is missing though the daemon has started",
+                        ferry_server::auth::token_path(home).display()
+                    )
+                })?;
                 d.addr = addr;
                 return Ok(d);
             }
@@ -659,6 +670,7 @@ impl Daemon {
             method,
             path,
             Some(&body),
+            Some(&self.token),
             Duration::from_secs(10),
         )
         .with_context(|| {
@@ -677,13 +689,20 @@ impl Daemon {
     }
 
     fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let (code, text) = http(self.addr, "GET", path, None, Duration::from_secs(10))
-            .with_context(|| {
-                format!(
-                    "no answer from the daemon to GET {path}:\n{}",
-                    self.log_tail()
-                )
-            })?;
+        let (code, text) = http(
+            self.addr,
+            "GET",
+            path,
+            None,
+            Some(&self.token),
+            Duration::from_secs(10),
+        )
+        .with_context(|| {
+            format!(
+                "no answer from the daemon to GET {path}:\n{}",
+                self.log_tail()
+            )
+        })?;
         if code != 200 {
             bail!("GET {path}: the daemon answered {code}: {}", text.trim());
         }
@@ -730,6 +749,7 @@ impl Daemon {
                 "POST",
                 "/api/v1/down",
                 Some("{}"),
+                Some(&self.token),
                 Duration::from_secs(30),
             );
             let deadline = Instant::now() + Duration::from_secs(30);
@@ -774,22 +794,27 @@ fn stop_processes_under(home: &Path) {
     }
 }
 
-/// One HTTP/1.1 request to `addr` with every step bounded by `timeout`; the status
-/// and body, or `None` when the connection or the answer fails.
+/// One HTTP/1.1 request to `addr` (a JSON body, the daemon's API `token`) with every
+/// step bounded by `timeout`; the status and body, or `None` when the connection or
+/// the answer fails.
 fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&str>,
+    token: Option<&str>,
     timeout: Duration,
 ) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).ok()?;
     s.set_write_timeout(Some(timeout)).ok()?;
     let body = body.unwrap_or("");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .ok()?;

@@ -16,9 +16,11 @@ use crate::output::EXIT_OK;
 /// `ferry serve` re-adopts them); `ferry down` stops them, then the daemon. Logs go to
 /// stderr, filtered by RUST_LOG (default `info`).
 ///
-/// Beyond loopback (e.g. `--addr 0.0.0.0:7171`) every API call but `/healthz` and
-/// `/api/webhook` needs `Authorization: Bearer <token>`, the token being in
-/// FERRY_HOME/token (the CLI sends it). `POST /api/webhook` takes Git push events.
+/// Every API call but `/healthz` and `/api/webhook` needs `Authorization: Bearer
+/// <token>`, on loopback too, the token being in FERRY_HOME/token (the CLI sends it).
+/// On loopback, requests for another `Host` (DNS rebinding) are refused; so are calls
+/// from another site's pages (`Origin`) and bodies that are not JSON or YAML.
+/// `POST /api/webhook` takes Git push events.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Address for the API; port 0 picks a free one (written to FERRY_HOME/daemon.json).
