@@ -6,6 +6,12 @@
 //! cascades to its dependents; pods are deleted gracefully (the kubelet stops their
 //! processes, then finalises). Every change is written through to SQLite and
 //! broadcast to watchers.
+//!
+//! Every write that creates or replaces an object ([`Cluster::apply`],
+//! [`Cluster::create`], [`Cluster::update_as`]) is validated first as the API server
+//! validates it ([`ferry_core::names`]): names become directories and URL segments
+//! downstream, so an object named `../x` is refused here, in the API server's words.
+//! Objects an older ferry stored without this check still load, and can be deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -188,6 +194,12 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Refuses an object the API server would refuse for its names (see
+/// [`ferry_core::names::validate_object`]), with the API server's message.
+pub fn check_names(obj: &Object) -> Result<()> {
+    ferry_core::names::validate_object(obj).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 fn key_string(key: &ObjectKey) -> String {
@@ -475,6 +487,7 @@ impl Cluster {
                 "{key}: metadata.name is required to apply"
             )));
         }
+        check_names(obj)?;
         let mut applied = obj.value().clone();
         if is_namespaced(&key.kind) {
             applied["metadata"]["namespace"] = Value::String(key.namespace.clone());
@@ -652,6 +665,7 @@ impl Cluster {
     /// Replaces an object's spec and metadata as `manager` (an `Update` operation):
     /// the manager takes ownership of every field it sets. Status is kept.
     pub fn update_as(&self, obj: &Object, manager: &str) -> Result<Object> {
+        check_names(obj)?;
         let key = Self::canonical_key(obj);
         let mut body = obj.value().clone();
         if is_namespaced(&key.kind) {

@@ -9,6 +9,13 @@
 //! Every running process is recorded in the state database (pid and start time), so a
 //! daemon killed at any moment re-adopts, on its next start, the processes still
 //! running and restarts only the others: a replica never runs twice.
+//!
+//! Directories are named after namespaces, pods and containers, so only names that
+//! pass Kubernetes' rules ([`ferry_core::names`]) ever become paths, and every
+//! directory the kubelet creates or removes is checked to lie inside the root that
+//! owns it ([`create_dir_within`], [`remove_dir_within`]). A pod with an invalid name
+//! (stored by an older ferry, which did not check) is never run; it can still be
+//! deleted.
 
 mod command;
 mod env;
@@ -20,12 +27,13 @@ mod process;
 mod status;
 mod worker;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use ferry_core::Object;
+use ferry_core::names::{self, NameRule};
 use ferry_oci::{RegistryClient, Store};
 use ferry_store::ProcessRow;
 use serde_json::Value;
@@ -114,6 +122,8 @@ pub struct Kubelet {
     stopping: CancellationToken,
     /// Whether the daemon runs as root (and can honour `runAsUser`).
     as_root: bool,
+    /// Uids of pods refused for invalid names, so each is reported once.
+    refused: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -163,6 +173,7 @@ impl Kubelet {
             workers: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             as_root: nix::unistd::geteuid().is_root(),
+            refused: Mutex::new(HashSet::new()),
         });
         kubelet.adopt()?;
         Ok(kubelet)
@@ -280,8 +291,82 @@ impl Kubelet {
             .clone()
     }
 
-    fn container_log_dir(&self, ns: &str, pod: &str, container: &str) -> PathBuf {
-        self.config.logs_dir().join(ns).join(pod).join(container)
+    /// `logs/NS/POD`, when both are valid names (and so single path segments).
+    fn pod_log_dir(&self, ns: &str, pod: &str) -> Option<PathBuf> {
+        let valid = NameRule::Label.check(ns, false).is_empty()
+            && NameRule::Subdomain.check(pod, false).is_empty();
+        valid.then(|| self.config.logs_dir().join(ns).join(pod))
+    }
+
+    /// `logs/NS/POD/CONTAINER`, when all three are valid names.
+    fn container_log_dir(&self, ns: &str, pod: &str, container: &str) -> Option<PathBuf> {
+        let valid = names::is_dns1123_label(container).is_empty()
+            && names::is_valid_path_segment_name(container).is_empty();
+        self.pod_log_dir(ns, pod)
+            .filter(|_| valid)
+            .map(|d| d.join(container))
+    }
+
+    /// A pod with an invalid name is not run: reported once (a warning in the log and
+    /// an event on the pod), its processes from an older ferry stopped, and — once it
+    /// is deleted — finalized at once, since nothing of it runs.
+    fn refuse_invalid(&self, pod: &Object, uid: &str, problem: &names::InvalidObject) {
+        let key = pod.key();
+        let first = self
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string());
+        if first {
+            tracing::warn!(
+                "not running pod {:?} in {:?}: {problem}; delete it and create it with a valid name",
+                key.name,
+                key.namespace
+            );
+            self.cluster.record_event(
+                &key,
+                true,
+                "InvalidName",
+                &format!(
+                    "{problem}; the pod is not run: delete it and create it with a valid name"
+                ),
+            );
+            self.stop_recorded(uid);
+        }
+        if pod.is_being_deleted() {
+            self.stop_recorded(uid);
+            if let Err(e) = self.cluster.finalize(&key) {
+                tracing::warn!("finalizing pod {key}: {e}");
+            }
+            self.refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(uid);
+        }
+    }
+
+    /// Kills (and forgets) the processes an earlier daemon recorded for pod `uid`.
+    fn stop_recorded(&self, uid: &str) {
+        let rows: Vec<ProcessRow> = {
+            let mut adopted = self.adopted();
+            let ids: Vec<String> = adopted
+                .iter()
+                .filter(|(_, r)| r.pod_uid == uid)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| adopted.remove(id)).collect()
+        };
+        for row in rows {
+            tracing::info!("stopping {} (pid {}): its pod is not run", row.id, row.pid);
+            if let Ok(pid) = u32::try_from(row.pid) {
+                process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            if let Some(db) = self.cluster.db()
+                && let Err(e) = db.delete_process(&row.id)
+            {
+                tracing::warn!("forgetting process {}: {e}", row.id);
+            }
+        }
     }
 
     /// Reconciles every Pod until `shutdown` is cancelled: a worker per pod, stopped
@@ -318,6 +403,10 @@ impl Kubelet {
                 continue;
             }
             seen.insert(uid.clone());
+            if let Err(problem) = names::validate_object(&pod) {
+                self.refuse_invalid(&pod, &uid, &problem);
+                continue;
+            }
             let deleting = pod.is_being_deleted();
             let grace = Duration::from_secs(
                 pod.value()
@@ -416,8 +505,12 @@ impl Kubelet {
         } else {
             "current.log"
         };
-        let p = self.container_log_dir(ns, pod, container).join(file);
-        p.is_file().then_some(p)
+        let p = self.container_log_dir(ns, pod, container)?.join(file);
+        // Read only what lies inside the logs directory (a link could point anywhere).
+        let inside = std::fs::canonicalize(&p)
+            .ok()?
+            .starts_with(std::fs::canonicalize(self.config.logs_dir()).ok()?);
+        (inside && p.is_file()).then_some(p)
     }
 
     /// The host port of each `containerPort` of a pod, as recorded on it
@@ -512,5 +605,93 @@ impl Kubelet {
             }
         }
         taken
+    }
+}
+
+/// Why a directory was not created or removed: it is not inside the root that owns it.
+fn outside(what: &str, path: &Path, root: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing to {what} {}: it is not inside {}",
+            path.display(),
+            root.display()
+        ),
+    )
+}
+
+/// Removes the directory `path` and everything under it, only if its canonical form
+/// lies strictly inside `root`'s: a name with `..` or a link pointing out of `root`
+/// can never make the kubelet delete anything else. `Ok(false)` when it does not
+/// exist.
+pub fn remove_dir_within(root: &Path, path: &Path) -> std::io::Result<bool> {
+    let root = std::fs::canonicalize(root)?;
+    let target = match std::fs::canonicalize(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if target == root || !target.starts_with(&root) {
+        return Err(outside("remove", path, &root));
+    }
+    std::fs::remove_dir_all(&target)?;
+    Ok(true)
+}
+
+/// Creates the directory `path` (and its parents), only if it is `root` joined with
+/// plain names and every part that already exists resolves inside `root`.
+pub fn create_dir_within(root: &Path, path: &Path) -> std::io::Result<()> {
+    let plain = path
+        .strip_prefix(root)
+        .is_ok_and(|rel| rel.components().all(|c| matches!(c, Component::Normal(_))));
+    if !plain {
+        return Err(outside("create", path, root));
+    }
+    std::fs::create_dir_all(root)?;
+    let root_c = std::fs::canonicalize(root)?;
+    // The deepest part that exists decides where the rest would go.
+    let mut existing = path;
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => break,
+        }
+    }
+    if !std::fs::canonicalize(existing)?.starts_with(&root_c) {
+        return Err(outside("create", path, root));
+    }
+    std::fs::create_dir_all(path)?;
+    if !std::fs::canonicalize(path)?.starts_with(&root_c) {
+        return Err(outside("create", path, root));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_and_creation_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        let victim = dir.path().join("victim");
+        std::fs::create_dir_all(victim.join("c")).unwrap();
+        std::fs::create_dir_all(root.join("ns")).unwrap();
+        let sneaky = root.join("ns/../../victim");
+        assert!(remove_dir_within(&root, &sneaky).is_err());
+        assert!(create_dir_within(&root, &root.join("ns/../../elsewhere")).is_err());
+        assert!(
+            remove_dir_within(&root, &root).is_err(),
+            "never the root itself"
+        );
+        std::os::unix::fs::symlink(&victim, root.join("link")).unwrap();
+        assert!(remove_dir_within(&root, &root.join("link")).is_err());
+        assert!(create_dir_within(&root, &root.join("link/c/d")).is_err());
+        assert!(victim.join("c").is_dir(), "the outside folder is untouched");
+        create_dir_within(&root, &root.join("ns/pod/c")).unwrap();
+        assert!(remove_dir_within(&root, &root.join("ns/pod")).unwrap());
+        assert!(!root.join("ns/pod").exists());
+        assert!(!remove_dir_within(&root, &root.join("ns/pod")).unwrap());
     }
 }

@@ -1202,3 +1202,243 @@ async fn fifty_pods_fit_in_forty_megabytes() {
     assert!(after < 40 * 1024, "{after} KiB");
     env.kubelet().stop_all().await;
 }
+
+/// A name no one else uses, for directories a `../` name would reach outside the home.
+fn outside_name() -> String {
+    format!("victim-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A pod named `name` in `ns` with one container `container` running `sleep`.
+fn plain_pod(ns: &str, name: &str, container: &str) -> Object {
+    Object::from_value(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": container, "image": "web:1", "command": ["sleep", "600"]}]}}))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_pod_name_with_dotdot_is_refused_and_nothing_is_created_outside_ferry_home() {
+    let mut env = Env::new();
+    env.start();
+    let victim = outside_name();
+    let name = format!("../../../{victim}");
+    let pod = plain_pod("default", &name, "c");
+    let err = env
+        .cluster
+        .apply(&pod, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "Pod \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"
+        )),
+        "{err}"
+    );
+    assert!(env.cluster.create(&pod, "test").is_err());
+    assert!(env.cluster.update_as(&pod, "test").is_err());
+    let dry = ApplyOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert!(env.cluster.apply(&pod, &dry).is_err());
+    assert!(env.cluster.list(Some("Pod"), None).is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // logs/default/../../../VICTIM is the home's parent's VICTIM.
+    let outside = env.dir.path().parent().unwrap().join(&victim);
+    assert!(!outside.exists(), "{} was created", outside.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_namespace_with_dotdot_is_refused() {
+    let env = Env::new();
+    let ns = Object::from_value(
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "../../../x"}}),
+    )
+    .unwrap();
+    let err = env
+        .cluster
+        .apply(&ns, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Namespace \"../../../x\" is invalid: metadata.name: Invalid value: \"../../../x\": a lowercase RFC 1123 label"),
+        "{err}"
+    );
+    let err = env
+        .cluster
+        .apply(
+            &plain_pod("../../../x", "web", "c"),
+            &ApplyOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Pod \"web\" is invalid: metadata.namespace: Invalid value: \"../../../x\""),
+        "{err}"
+    );
+    assert_eq!(env.cluster.count(None), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_container_name_with_dotdot_is_refused() {
+    let env = Env::new();
+    let err = env
+        .cluster
+        .apply(
+            &plain_pod("default", "web", "../../x"),
+            &ApplyOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Pod \"web\" is invalid: spec.containers[0].name: Invalid value: \"../../x\": a lowercase RFC 1123 label"),
+        "{err}"
+    );
+    let deploy = Object::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "../../x", "image": "web:1"}]}}}}))
+    .unwrap();
+    let err = env
+        .cluster
+        .apply(&deploy, &ApplyOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("spec.template.spec.containers[0].name: Invalid value: \"../../x\""),
+        "{err}"
+    );
+    assert_eq!(env.cluster.count(None), 0);
+}
+
+/// The kernel's start time of `pid`, as the kubelet records it.
+fn start_ticks(pid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regression_pods_with_invalid_names_stored_by_an_older_ferry_are_not_run_and_stay_deletable()
+ {
+    let mut env = Env::new();
+    let victim = outside_name();
+    let bad_name = format!("../../../{victim}");
+    // Written as an older ferry wrote them, with no check: a pod named `../…`, and a
+    // pod whose container is named `../../x`, the second with a process still running.
+    let db = env.cluster.db().unwrap().clone();
+    let mut pids = Vec::new();
+    let mut children = Vec::new();
+    for (name, container) in [(bad_name.as_str(), "c"), ("web", "../../x")] {
+        let mut pod = plain_pod("default", name, container).into_value();
+        let uid = uuid::Uuid::new_v4().to_string();
+        pod["metadata"]["uid"] = json!(uid);
+        pod["metadata"]["resourceVersion"] = json!("1");
+        let key = ObjectKey::new("", "Pod", "default", name);
+        db.put_object_text(&key.to_string(), "Pod", "default", name, &pod.to_string())
+            .unwrap();
+        if name == "web" {
+            use std::os::unix::process::CommandExt as _;
+            let mut child = std::process::Command::new("sleep");
+            child
+                .arg("600")
+                .env("TEST_MARKER", &env.marker)
+                .process_group(0);
+            let child = child.spawn().unwrap();
+            let pid = child.id();
+            pids.push(pid);
+            db.put_process(&ProcessRow {
+                id: "default/web/../../x".to_string(),
+                pid: i64::from(pid),
+                start_ticks: start_ticks(pid),
+                pod_uid: uid,
+                data: json!({}),
+            })
+            .unwrap();
+            children.push(child);
+        }
+    }
+    env.cluster = Arc::new(open_cluster(&env.config));
+    assert_eq!(env.cluster.list(Some("Pod"), None).len(), 2, "both load");
+    env.start();
+    wait_until("an InvalidName event on each pod", || {
+        [bad_name.as_str(), "web"].iter().all(|n| {
+            env.events(n)
+                .iter()
+                .any(|(reason, m)| reason == "InvalidName" && m.contains("is invalid"))
+        })
+    })
+    .await;
+    wait_until("the old process to be stopped", || {
+        pids.iter().all(|p| !pid_alive(*p))
+    })
+    .await;
+    for mut c in children {
+        c.wait().unwrap();
+    }
+    assert!(env.processes().is_empty());
+    assert_eq!(
+        env.events("web")
+            .iter()
+            .filter(|(r, _)| r == "InvalidName")
+            .count(),
+        1,
+        "reported once"
+    );
+    let outside = env.dir.path().parent().unwrap().join(&victim);
+    assert!(!outside.exists(), "{} was created", outside.display());
+    for name in [bad_name.as_str(), "web"] {
+        assert!(
+            env.cluster
+                .delete(&key(name), Propagation::Background)
+                .unwrap()
+        );
+    }
+    wait_until("both pods to be finalized", || {
+        env.cluster.list(Some("Pod"), None).is_empty()
+    })
+    .await;
+    assert!(!outside.exists());
+}
+
+#[test]
+fn regression_kubelet_removal_is_confined_to_its_root_even_if_handed_an_outside_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("home/logs");
+    std::fs::create_dir_all(root.join("default")).unwrap();
+    let victim = dir.path().join("victim2");
+    std::fs::create_dir_all(victim.join("c")).unwrap();
+    std::fs::write(victim.join("c/current.log"), "precious").unwrap();
+    for handed in [
+        root.join("default/../../../victim2"),
+        victim.clone(),
+        root.clone(),
+        dir.path().to_path_buf(),
+    ] {
+        let err = ferry_runtime::kubelet::remove_dir_within(&root, &handed).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{handed:?}"
+        );
+        assert!(err.to_string().contains("not inside"), "{err}");
+    }
+    std::os::unix::fs::symlink(&victim, root.join("default/link")).unwrap();
+    assert!(ferry_runtime::kubelet::remove_dir_within(&root, &root.join("default/link")).is_err());
+    assert!(
+        ferry_runtime::kubelet::create_dir_within(&root, &root.join("default/../../../victim3"))
+            .is_err()
+    );
+    assert!(
+        ferry_runtime::kubelet::create_dir_within(&root, &root.join("default/link/d")).is_err()
+    );
+    assert_eq!(
+        std::fs::read_to_string(victim.join("c/current.log")).unwrap(),
+        "precious"
+    );
+    assert!(!dir.path().join("victim3").exists());
+    assert!(!victim.join("c/d").exists() && !victim.join("d").exists());
+    ferry_runtime::kubelet::create_dir_within(&root, &root.join("default/web/c")).unwrap();
+    assert!(ferry_runtime::kubelet::remove_dir_within(&root, &root.join("default/web")).unwrap());
+}

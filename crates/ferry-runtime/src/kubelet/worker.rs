@@ -349,7 +349,9 @@ impl PodCtx {
         format!("{}/{}/{name}", self.key.namespace, self.key.name)
     }
 
-    fn log_dir(&self, w: Which) -> PathBuf {
+    /// The container's log directory; `Err` is a `CreateContainerConfigError` message
+    /// (the kubelet runs only pods with valid names, so this is a second line).
+    fn log_dir(&self, w: Which) -> Result<PathBuf, String> {
         let name = self
             .container(w)
             .get("name")
@@ -357,6 +359,7 @@ impl PodCtx {
             .unwrap_or_default();
         self.kl
             .container_log_dir(&self.key.namespace, &self.key.name, name)
+            .ok_or_else(|| format!("container name {name:?} is not a valid RFC 1123 label"))
     }
 
     /// The container's environment, argv, working directory and user; `Err` is a
@@ -450,14 +453,13 @@ pub(super) async fn run_pod(
                 p.value().pointer("/metadata/uid").and_then(Value::as_str) == Some(ctx.uid.as_str())
             });
             if still_ours {
-                // Logs go first: once finalized, a new pod may take the same name.
-                let dir = ctx
-                    .kl
-                    .config
-                    .logs_dir()
-                    .join(&ctx.key.namespace)
-                    .join(&ctx.key.name);
-                let _ = std::fs::remove_dir_all(dir);
+                // Logs go first: once finalized, a new pod may take the same name. Only
+                // ever inside the logs directory, whatever the names say.
+                if let Some(dir) = ctx.kl.pod_log_dir(&ctx.key.namespace, &ctx.key.name)
+                    && let Err(e) = super::remove_dir_within(&ctx.kl.config.logs_dir(), &dir)
+                {
+                    tracing::warn!("removing the logs of pod {}: {e}", ctx.pod_ref);
+                }
                 if let Err(e) = ctx.kl.cluster.finalize(&ctx.key) {
                     tracing::warn!("finalizing pod {}: {e}", ctx.pod_ref);
                 }
@@ -798,7 +800,16 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
         if ctx.stop.is_cancelled() && adopted.is_none() {
             return Outcome::Stopped;
         }
-        let log_dir = ctx.log_dir(w);
+        let log_dir = match ctx.log_dir(w) {
+            Ok(d) => d,
+            Err(msg) => {
+                ctx.update(w, |c| {
+                    c.state = State::waiting("CreateContainerConfigError", Some(msg.clone()));
+                });
+                ctx.event(true, "Failed", &format!("Error: {msg}"));
+                return Outcome::Stopped;
+            }
+        };
         let current_log = log_dir.join("current.log");
         let previous_log = log_dir.join("previous.log");
         let started = Instant::now();
@@ -858,6 +869,8 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                 launch.program = program;
                 std::fs::create_dir_all(&launch.cwd)
                     .map_err(|e| format!("chdir {}: {e}", launch.cwd.display()))?;
+                super::create_dir_within(&kl.config.logs_dir(), &log_dir)
+                    .map_err(|e| format!("creating the log directory: {e}"))?;
                 if had_instance {
                     if current_log.exists() {
                         let _ = std::fs::rename(&current_log, &previous_log);
