@@ -534,6 +534,32 @@ mod tests {
     }
 
     #[test]
+    fn a_home_without_a_running_daemon_is_named_and_never_falls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().display().to_string();
+        let err = running_daemon(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("no daemon is running for FERRY_HOME {home};"))
+                && err.contains("'ferry serve'"),
+            "{err}"
+        );
+        // A daemon.json left by a daemon killed with SIGKILL: its pid is gone.
+        std::fs::write(
+            dir.path().join("daemon.json"),
+            r#"{"addr": "127.0.0.1:7171", "pid": 2147483647}"#,
+        )
+        .unwrap();
+        let err = running_daemon(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("no daemon is running for FERRY_HOME {home}"))
+                && err.contains("pid 2147483647"),
+            "{err}"
+        );
+        assert!(process_exists(std::process::id()));
+        assert!(!process_exists(0), "0 names a process group, not a daemon");
+    }
+
+    #[test]
     fn schemes_are_added_and_unspecified_addresses_reached_on_loopback() {
         assert_eq!(normalise("127.0.0.1:9"), "http://127.0.0.1:9");
         assert_eq!(normalise("http://h:1/"), "http://h:1");
