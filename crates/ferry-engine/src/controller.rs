@@ -20,6 +20,7 @@ impl Engine {
     /// running then is interrupted and recorded as such at the next start.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
+        self.take_up_interrupted(&mut tasks);
         loop {
             let target = self.target.clone();
             let changed = target.changed();
@@ -116,6 +117,32 @@ impl Engine {
             }
         }
         tasks.shutdown().await;
+    }
+
+    /// Takes up, once, every operation the previous daemon left running when it was
+    /// killed (see [`Engine::new`]). Each app's operation lock is taken here, before
+    /// the first refresh, so that no automated sync starts a second operation beside
+    /// the one being taken up.
+    fn take_up_interrupted(self: &Arc<Self>, tasks: &mut tokio::task::JoinSet<()>) {
+        let names = std::mem::take(&mut *lock(&self.interrupted));
+        for name in names {
+            let taken = self.with_app(&name, |e| {
+                let op = e.operation.clone()?;
+                let guard = e.op_lock.clone().try_lock_owned().ok()?;
+                Some((op, guard))
+            });
+            let Ok(Some((op, guard))) = taken else {
+                tracing::warn!("app {name}: the interrupted sync could not be taken up");
+                continue;
+            };
+            let this = self.clone();
+            tasks.spawn(async move {
+                if let Err(e) = Box::pin(this.resume_sync(&name, op, guard)).await {
+                    tracing::warn!("app {name}: taking up the interrupted sync: {e}");
+                }
+                this.wake.notify_one();
+            });
+        }
     }
 
     /// One controller pass over one app: refresh (holding `slot`; a fetch that started

@@ -125,7 +125,14 @@ pub struct Engine {
     pub(crate) refresh_slots: Arc<tokio::sync::Semaphore>,
     /// Automated syncs at once ([`EngineConfig::operation_processors`]).
     pub(crate) sync_slots: tokio::sync::Semaphore,
+    /// Apps whose operation a killed daemon left running: the controller takes each
+    /// up once, first thing.
+    pub(crate) interrupted: Mutex<Vec<String>>,
 }
+
+/// How many daemons in a row may take up one interrupted operation; a sync that
+/// takes the daemon down every time is then given up, and says so.
+const MAX_RESTARTS: u32 = 3;
 
 /// Every app's claimed keys, inverted: key → the apps that render it.
 pub(crate) type ClaimsMap = std::collections::HashMap<ObjectKey, Vec<String>>;
@@ -167,29 +174,76 @@ impl Engine {
     /// An engine over `db`, applying to `target`, reading Git through `repos`.
     ///
     /// Loads every app from the database. An operation a killed daemon left `Running`
-    /// is marked `Failed` ("interrupted"); history is untouched, and an interrupted
-    /// automated sync is attempted again.
+    /// stays `Running`, its message saying it was interrupted, and [`Engine::run`]
+    /// takes it up again first thing: resumed where it stood when it had changed the
+    /// target (its hooks adopted, not run again; its history entry completed), or
+    /// retried from the start when it had changed nothing. One interrupted
+    /// [`MAX_RESTARTS`] times is marked `Failed` instead.
     pub fn new(
         db: Arc<Db>,
         target: Arc<dyn Target>,
         repos: Arc<RepoCache>,
         config: EngineConfig,
     ) -> Result<Self> {
+        let mut interrupted = Vec::new();
         for row in db.app_operations_in_phase("Running")? {
             let mut op: OperationState =
                 serde_json::from_value(row.body.clone()).unwrap_or_default();
-            op.phase = OperationPhase::Failed;
-            op.message = if op.operation.initiated_by.automated {
-                "interrupted: the daemon stopped during the sync; it will be retried".into()
-            } else {
-                "interrupted: the daemon stopped during the sync; run the sync again".into()
+            let state = |op: &OperationState| {
+                serde_json::to_value(op).map_err(|e| Error::State {
+                    app: row.app.clone(),
+                    message: e.to_string(),
+                })
             };
-            op.finished_at = Some(now_rfc3339());
-            let body = serde_json::to_value(&op).map_err(|e| Error::State {
-                app: row.app.clone(),
-                message: e.to_string(),
-            })?;
-            db.finish_app_operation(&row.app, "Failed", &body, None)?;
+            op.restarts += 1;
+            op.phase = OperationPhase::Running;
+            let resumable = op
+                .sync_result
+                .as_ref()
+                .is_some_and(|r| !r.revision.is_empty());
+            if op.restarts > MAX_RESTARTS {
+                op.phase = OperationPhase::Failed;
+                op.message = format!(
+                    "interrupted: the daemon stopped during the sync {} times in a row; given up, run the sync again",
+                    op.restarts
+                );
+                op.finished_at = Some(now_rfc3339());
+                let body = state(&op)?;
+                match op.history_id {
+                    Some(id) => {
+                        let mut entry = db
+                            .app_history(&row.app)?
+                            .into_iter()
+                            .find(|(i, _)| *i == id)
+                            .map(|(_, e)| e)
+                            .unwrap_or_default();
+                        if let Some(m) = entry.as_object_mut() {
+                            m.insert("result".into(), "Failed".into());
+                            m.insert("message".into(), op.message.clone().into());
+                            m.insert(
+                                "deployedAt".into(),
+                                op.finished_at.clone().unwrap_or_default().into(),
+                            );
+                        }
+                        db.finish_app_operation_updating(&row.app, "Failed", &body, id, &entry)?;
+                    }
+                    None => {
+                        db.finish_app_operation(&row.app, "Failed", &body, None)?;
+                    }
+                }
+                continue;
+            }
+            op.message = if resumable {
+                format!(
+                    "interrupted: the daemon stopped during the sync; resuming it (was: {})",
+                    op.message
+                )
+            } else {
+                "interrupted: the daemon stopped during the sync before it changed anything; retrying it"
+                    .into()
+            };
+            db.put_app_operation(&row.app, "Running", &state(&op)?)?;
+            interrupted.push(row.app.clone());
         }
         let mut apps = BTreeMap::new();
         for row in db.apps()? {
@@ -237,6 +291,7 @@ impl Engine {
             claims_index: Mutex::new(ClaimsMap::new()),
             refresh_slots: Arc::new(tokio::sync::Semaphore::new(config.status_processors.max(1))),
             sync_slots: tokio::sync::Semaphore::new(config.operation_processors.max(1)),
+            interrupted: Mutex::new(interrupted),
             config,
         })
     }

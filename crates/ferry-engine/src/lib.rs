@@ -23,8 +23,8 @@ pub use engine::{Deleted, Engine, WaitFor};
 pub use error::{Error, Result};
 pub use status::{
     AppStatus, AppView, COMPARISON_ERROR, ComparedTo, Condition, HealthInfo, HistoryEntry,
-    InitiatedBy, Operation, OperationPhase, OperationState, RENDER_WARNING, ResourceResult,
-    ResourceStatus, ResultCode, SHARED_RESOURCE_WARNING, SYNC_ERROR, StatusView, Summary, SyncCode,
+    HookRun, InitiatedBy, Operation, OperationPhase, OperationState, RENDER_WARNING, ResourceResult,
+    ResourceStatus, ResultCode, SHARED_RESOURCE_WARNING, SYNC_ATTEMPT, SYNC_ERROR, StatusView, Summary, SyncCode,
     SyncInfo, SyncOperation, SyncResult,
 };
 pub use sync::{ResourceFilter, SyncRequest};

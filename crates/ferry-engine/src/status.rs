@@ -193,7 +193,7 @@ impl fmt::Display for OperationPhase {
 }
 
 /// `status.operationState.operation.sync`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct SyncOperation {
     /// The revision asked for (empty: the app's target revision).
@@ -208,10 +208,14 @@ pub struct SyncOperation {
     /// The resources the sync was limited to (`GROUP:KIND:[NAMESPACE/]NAME`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// The source asked for instead of the app's (a rollback's), so that a sync the
+    /// next daemon resumes renders what was being synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<ApplicationSource>,
 }
 
 /// `status.operationState.operation`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Operation {
     /// The sync asked for.
@@ -300,9 +304,56 @@ pub struct OperationState {
     /// Which retry this is (0 for the first attempt).
     #[serde(skip_serializing_if = "is_zero")]
     pub retry_count: i64,
+    /// The current attempt's id: it names the hooks this attempt started (their
+    /// `generateName` suffix and the [`SYNC_ATTEMPT`] annotation), so that a daemon
+    /// resuming the attempt adopts them instead of running them again.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub attempt: String,
+    /// The hooks the current attempt started, recorded before each is created.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookRun>,
+    /// The history entry of this operation, written when it first changed the target
+    /// and brought up to date when it finishes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_id: Option<i64>,
+    /// How many times a daemon that started after a crash took the operation up again.
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub restarts: u32,
+}
+
+/// Annotation on a hook object: the sync attempt ([`OperationState::attempt`]) that
+/// created it.
+pub const SYNC_ATTEMPT: &str = "ferry.dev/sync-attempt";
+
+/// One hook a sync attempt started: recorded in the store before the hook is created,
+/// so that a crash never leaves a hook the next daemon does not know about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HookRun {
+    /// API group.
+    pub group: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The created object's uid (empty until the target answered the create).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// `Starting` (recorded, maybe not created yet), `Running`, `Succeeded`, `Failed`.
+    pub phase: String,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 

@@ -23,8 +23,8 @@ use crate::engine::{Engine, now_rfc3339};
 use crate::error::{Error, Result};
 use crate::source::{Desired, FetchMode};
 use crate::status::{
-    COMPARISON_ERROR, HistoryEntry, InitiatedBy, Operation, OperationPhase, OperationState,
-    ResourceResult, ResultCode, SyncOperation, SyncResult,
+    COMPARISON_ERROR, HistoryEntry, HookRun, InitiatedBy, Operation, OperationPhase,
+    OperationState, ResourceResult, ResultCode, SYNC_ATTEMPT, SyncOperation, SyncResult,
 };
 use crate::tracking::{self, FIELD_MANAGER};
 
@@ -152,6 +152,34 @@ struct WaitItem {
     delete_policies: Vec<HookDeletePolicy>,
 }
 
+/// How a hook of the current attempt stands once [`Engine::run_hook`] has seen to it.
+enum HookStart {
+    /// Running (created now, or adopted after a restart): wait for it. The message
+    /// says which.
+    Running(ObjectKey, String),
+    /// Finished before the daemon restarted; with the failure, if it failed.
+    Done(ObjectKey, Option<String>),
+}
+
+impl HookRun {
+    /// Whether this record is of the hook object `key`.
+    fn is(&self, key: &ObjectKey) -> bool {
+        self.group == key.group
+            && self.kind == key.kind
+            && self.namespace == key.namespace
+            && self.name == key.name
+    }
+}
+
+/// An object's `metadata.uid` (empty when it has none).
+fn uid_of(obj: &Object) -> String {
+    obj.value()
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 enum Waited {
     Ok,
@@ -209,6 +237,31 @@ fn name_generated(app: &str, objects: &mut [Object], salt: &str) {
     }
 }
 
+/// The history entry of `op` as stored (without its id): `result` and `message` are
+/// the operation's, `deployed_at` when it reached its end (or now, while running).
+fn history_value(name: &str, op: &OperationState, deployed_at: String) -> Result<Value> {
+    let result = op.sync_result.clone().unwrap_or_default();
+    let entry = HistoryEntry {
+        id: 0,
+        revision: result.revision,
+        deployed_at,
+        deploy_started_at: op.started_at.clone(),
+        source: result.source,
+        initiated_by: op.operation.initiated_by.clone(),
+        trigger: op.operation.trigger.clone(),
+        result: op.phase,
+        message: op.message.clone(),
+    };
+    let mut v = serde_json::to_value(&entry).map_err(|e| Error::State {
+        app: name.to_string(),
+        message: e.to_string(),
+    })?;
+    if let Some(m) = v.as_object_mut() {
+        m.remove("id");
+    }
+    Ok(v)
+}
+
 impl Engine {
     fn record_operation(&self, name: &str, op: &OperationState) -> Result<()> {
         self.with_app(name, |e| e.operation = Some(op.clone()))?;
@@ -224,17 +277,18 @@ impl Engine {
 
     /// Runs a sync (with retries as the app's `retry` says) and records it.
     pub(crate) async fn run_sync(&self, name: &str, args: SyncArgs) -> Result<OperationState> {
-        let (op_lock, spec) = self.with_app(name, |e| (e.op_lock.clone(), e.app.spec.clone()))?;
+        let op_lock = self.with_app(name, |e| e.op_lock.clone())?;
         let guard = op_lock.try_lock_owned().map_err(|_| Error::Busy {
             app: name.to_string(),
         })?;
-        let mut op = OperationState {
+        let op = OperationState {
             operation: Operation {
                 sync: SyncOperation {
                     revision: args.revision.clone().unwrap_or_default(),
                     prune: args.prune,
                     dry_run: args.dry_run,
                     resources: args.resources.iter().map(ToString::to_string).collect(),
+                    source: args.source.clone(),
                 },
                 initiated_by: InitiatedBy {
                     username: args.username.clone(),
@@ -251,8 +305,66 @@ impl Engine {
             // Recorded before anything is applied, so that a crash shows as interrupted.
             self.record_operation(name, &op)?;
         }
+        self.drive_sync(name, args, op, guard, None).await
+    }
+
+    /// Takes up an operation a killed daemon left `Running` (its state as stored,
+    /// `guard` the app's operation lock): the same attempt goes on where it stood —
+    /// the revision it resolved, the hooks it started adopted, not run again — or,
+    /// when it had changed nothing yet, it is run again from the start.
+    pub(crate) async fn resume_sync(
+        &self,
+        name: &str,
+        op: OperationState,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> Result<OperationState> {
+        let resolved = op
+            .sync_result
+            .as_ref()
+            .map(|r| r.revision.clone())
+            .filter(|r| !r.is_empty());
+        let how = if resolved.is_some() {
+            "resumed"
+        } else {
+            "retried"
+        };
+        let sync = &op.operation.sync;
+        let args = SyncArgs {
+            revision: resolved.or_else(|| Some(sync.revision.clone()).filter(|r| !r.is_empty())),
+            source: sync.source.clone(),
+            prune: sync.prune,
+            dry_run: false,
+            resources: sync
+                .resources
+                .iter()
+                .filter_map(|r| r.parse().ok())
+                .collect(),
+            trigger: op.operation.trigger.clone(),
+            automated: op.operation.initiated_by.automated,
+            username: op.operation.initiated_by.username.clone(),
+            fetch: FetchMode::Mirror,
+        };
+        tracing::info!(
+            "app {name}: the sync the daemon was running when it stopped is {how} (restart {})",
+            op.restarts
+        );
+        self.drive_sync(name, args, op, guard, Some(how)).await
+    }
+
+    /// Runs the attempts of an operation (retries as the app's `retry` says), records
+    /// its end and its history entry. `resumed` says how a sync interrupted by a
+    /// crash was taken up again (`resumed`/`retried`), for its message.
+    async fn drive_sync(
+        &self,
+        name: &str,
+        args: SyncArgs,
+        mut op: OperationState,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+        resumed: Option<&str>,
+    ) -> Result<OperationState> {
+        let spec = self.with_app(name, |e| e.app.spec.clone())?;
         let retry = spec.sync_policy.as_ref().and_then(|p| p.retry.clone());
-        let mut attempt: u32 = 0;
+        let mut attempt: u32 = u32::try_from(op.retry_count).unwrap_or(0);
         let outcome = loop {
             let outcome = self.sync_once(name, &spec, &args, &mut op).await;
             if outcome.phase == OperationPhase::Succeeded || args.dry_run {
@@ -278,12 +390,21 @@ impl Engine {
                     String::new()
                 }
             );
+            // A retry is a new attempt: its hooks run again.
+            op.attempt.clear();
+            op.hooks.clear();
             op.sync_result = Some(outcome.result);
             self.record_operation(name, &op)?;
             tokio::time::sleep(delay).await;
         };
         op.phase = outcome.phase;
-        op.message = outcome.message;
+        op.message = match resumed {
+            Some(how) => format!(
+                "{} ({how} after the daemon stopped during the sync)",
+                outcome.message
+            ),
+            None => outcome.message,
+        };
         op.finished_at = Some(now_rfc3339());
         op.sync_result = Some(outcome.result);
         if args.dry_run {
@@ -293,37 +414,37 @@ impl Engine {
             app: name.to_string(),
             message: e.to_string(),
         })?;
-        let history = if outcome.applied {
-            let result = op.sync_result.clone().unwrap_or_default();
-            let entry = HistoryEntry {
-                id: 0,
-                revision: result.revision,
-                deployed_at: op.finished_at.clone().unwrap_or_default(),
-                deploy_started_at: op.started_at.clone(),
-                source: result.source,
-                initiated_by: op.operation.initiated_by.clone(),
-                trigger: args.trigger.clone(),
-                result: op.phase,
-                message: op.message.clone(),
-            };
-            let mut v = serde_json::to_value(&entry).map_err(|e| Error::State {
-                app: name.to_string(),
-                message: e.to_string(),
-            })?;
-            if let Some(m) = v.as_object_mut() {
-                m.remove("id");
-            }
-            Some(v)
-        } else {
-            None
-        };
         let keep = usize::try_from(spec.history_limit().max(0)).unwrap_or(10);
-        self.db.finish_app_operation(
-            name,
-            &op.phase.to_string(),
-            &body,
-            history.as_ref().map(|h| (h, keep)),
-        )?;
+        match op.history_id {
+            // The entry written when the sync first changed the target, now final.
+            Some(id) => {
+                let entry = history_value(name, &op, op.finished_at.clone().unwrap_or_default())?;
+                self.db.finish_app_operation_updating(
+                    name,
+                    &op.phase.to_string(),
+                    &body,
+                    id,
+                    &entry,
+                )?;
+            }
+            None => {
+                let entry = if outcome.applied {
+                    Some(history_value(
+                        name,
+                        &op,
+                        op.finished_at.clone().unwrap_or_default(),
+                    )?)
+                } else {
+                    None
+                };
+                self.db.finish_app_operation(
+                    name,
+                    &op.phase.to_string(),
+                    &body,
+                    entry.as_ref().map(|h| (h, keep)),
+                )?;
+            }
+        }
         let failed = op.phase != OperationPhase::Succeeded;
         let message = op.message.clone();
         self.with_app(name, |e| e.sync_error = failed.then_some(message))?;
@@ -351,6 +472,52 @@ impl Engine {
         drop(guard);
         self.notify();
         Ok(op)
+    }
+
+    /// Writes the operation's history entry (result `Running`) in the same
+    /// transaction as the operation, before the sync first changes the target: a sync
+    /// that applied something has its entry even when the daemon dies before the
+    /// wait ends. An operation that has its entry keeps it (one per operation).
+    fn start_history(
+        &self,
+        name: &str,
+        spec: &ApplicationSpec,
+        op: &mut OperationState,
+        result: &SyncResult,
+    ) -> Result<()> {
+        op.sync_result = Some(SyncResult {
+            revision: result.revision.clone(),
+            source: result.source.clone(),
+            resources: Vec::new(),
+        });
+        if op.history_id.is_some() {
+            return self.record_operation(name, op);
+        }
+        let keep = usize::try_from(spec.history_limit().max(0)).unwrap_or(10);
+        let mut entry_op = op.clone();
+        entry_op.message = "syncing".into();
+        let entry = history_value(name, &entry_op, now_rfc3339())?;
+        let mut error = None;
+        let id = self
+            .db
+            .start_app_history(name, &op.phase.to_string(), &entry, keep, |id| {
+                let mut with_id = op.clone();
+                with_id.history_id = Some(id);
+                serde_json::to_value(&with_id).unwrap_or_else(|e| {
+                    error = Some(e.to_string());
+                    Value::Null
+                })
+            })?;
+        if let Some(message) = error {
+            return Err(Error::State {
+                app: name.to_string(),
+                message,
+            });
+        }
+        op.history_id = Some(id);
+        self.with_app(name, |e| e.operation = Some(op.clone()))?;
+        self.notify();
+        Ok(())
     }
 
     /// One attempt: render, validate, apply phase by phase, prune.
@@ -407,11 +574,16 @@ impl Engine {
         let partial = !args.resources.is_empty();
         let selected = |key: &ObjectKey| !partial || args.resources.iter().any(|f| f.matches(key));
         let mut objects = desired.objects.clone();
-        let salt = format!(
-            "{}{:04x}",
-            desired.revision.get(..5).unwrap_or(&desired.revision),
-            now_nanos() & 0xffff
-        );
+        // The attempt's id names its generated hooks: a resumed attempt finds the
+        // hooks it started under the same names.
+        if op.attempt.is_empty() {
+            op.attempt = format!(
+                "{}{:04x}",
+                desired.revision.get(..5).unwrap_or(&desired.revision),
+                now_nanos() & 0xffff
+            );
+        }
+        let salt = op.attempt.clone();
         name_generated(name, &mut objects, &salt);
         let tasks: Vec<&Task> = cmp
             .plan
@@ -500,6 +672,13 @@ impl Engine {
             };
         }
 
+        if let Err(e) = self.start_history(name, spec, op, &result) {
+            return Outcome::failed(
+                format!("recording the sync before applying: {e}; nothing was applied"),
+                result,
+                false,
+            );
+        }
         let mut failure: Option<String> = None;
         if policy.option_is_true("CreateNamespace") {
             failure = self
@@ -529,10 +708,28 @@ impl Engine {
                     let obj = &objects[t.index];
                     let key = obj.key();
                     if t.hook {
-                        match self.start_hook(obj).await {
-                            Ok(key) => {
-                                let mut r =
-                                    row(obj, &key, ResultCode::Synced, "hook created", phase, w);
+                        match self.run_hook(name, op, obj).await {
+                            Ok(HookStart::Done(key, outcome)) => {
+                                let mut r = row(
+                                    obj,
+                                    &key,
+                                    ResultCode::Synced,
+                                    "hook succeeded (before the daemon restarted; not run again)",
+                                    phase,
+                                    w,
+                                );
+                                r.hook_phase = Some("Succeeded".into());
+                                r.hook_type = Some(phase.as_str().into());
+                                if let Some(m) = outcome {
+                                    r.status = ResultCode::SyncFailed;
+                                    r.message = m.clone();
+                                    r.hook_phase = Some("Failed".into());
+                                    failure.get_or_insert(m);
+                                }
+                                result.resources.push(r);
+                            }
+                            Ok(HookStart::Running(key, message)) => {
+                                let mut r = row(obj, &key, ResultCode::Synced, message, phase, w);
                                 r.hook_phase = Some("Running".into());
                                 r.hook_type = Some(phase.as_str().into());
                                 waits.push(WaitItem {
@@ -610,8 +807,7 @@ impl Engine {
                 let _ = self.record_operation(name, op);
                 // The app's status follows a sync that waits, as Argo CD's does:
                 // Synced once everything is applied, Progressing while a rollout runs.
-                let status_of = (!args.dry_run).then_some(name);
-                if let Some(f) = self.settle(&waits, &mut result, status_of).await {
+                if let Some(f) = self.settle(&waits, &mut result, name, op, true).await {
                     failure = Some(f);
                     break 'phases;
                 }
@@ -679,8 +875,15 @@ impl Engine {
                     w,
                 );
                 r.hook_type = Some("SyncFail".into());
-                match self.start_hook(obj).await {
-                    Ok(key) => {
+                match self.run_hook(name, op, obj).await {
+                    Ok(HookStart::Done(_, outcome)) => {
+                        r.message = outcome.unwrap_or_else(|| {
+                            "hook succeeded (before the daemon restarted; not run again)".into()
+                        });
+                        r.hook_phase = Some("Succeeded".into());
+                    }
+                    Ok(HookStart::Running(key, message)) => {
+                        r.message = message;
                         r.hook_phase = Some("Running".into());
                         waits.push(WaitItem {
                             key,
@@ -697,7 +900,7 @@ impl Engine {
                 }
                 result.resources.push(r);
             }
-            let _ = self.settle(&waits, result, None).await;
+            let _ = self.settle(&waits, result, name, op, false).await;
         }
     }
 
@@ -808,8 +1011,88 @@ impl Engine {
         .to_string())
     }
 
+    /// Starts a hook of the current attempt — recorded in the operation, in the store,
+    /// before the target is touched — or, when the attempt is one a restarted daemon
+    /// resumes, adopts the hook it started before the crash: one still there (carrying
+    /// this attempt's id) is waited for, not created again; one that finished is not
+    /// run again.
+    async fn run_hook(
+        &self,
+        name: &str,
+        op: &mut OperationState,
+        obj: &Object,
+    ) -> std::result::Result<HookStart, String> {
+        let key = obj.key();
+        let known = op.hooks.iter().position(|h| h.is(&key));
+        let i = match known {
+            Some(i) => {
+                let h = &op.hooks[i];
+                match h.phase.as_str() {
+                    "Succeeded" => return Ok(HookStart::Done(key, None)),
+                    "Failed" => {
+                        let m = if h.message.is_empty() {
+                            format!("hook {} {} failed", key.kind, key.name)
+                        } else {
+                            h.message.clone()
+                        };
+                        return Ok(HookStart::Done(key, Some(m)));
+                    }
+                    _ => {}
+                }
+                match self.target.get(&key).await {
+                    Ok(Some(live))
+                        if live.annotation(SYNC_ATTEMPT) == Some(op.attempt.as_str()) =>
+                    {
+                        let uid = uid_of(&live);
+                        let h = &mut op.hooks[i];
+                        if h.uid != uid || h.phase != "Running" {
+                            h.uid = uid;
+                            h.phase = "Running".into();
+                            self.record_operation(name, op)
+                                .map_err(|e| format!("recording hook {key}: {e}"))?;
+                        }
+                        return Ok(HookStart::Running(
+                            key,
+                            "hook adopted after the daemon restarted (not run again)".into(),
+                        ));
+                    }
+                    // Recorded but never created (the daemon died in between), or gone
+                    // since: this attempt's run of it starts now.
+                    Ok(_) => i,
+                    Err(e) => return Err(format!("reading hook {key}: {e}")),
+                }
+            }
+            None => {
+                op.hooks.push(HookRun {
+                    group: key.group.clone(),
+                    kind: key.kind.clone(),
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    uid: String::new(),
+                    phase: "Starting".into(),
+                    message: String::new(),
+                });
+                op.hooks.len() - 1
+            }
+        };
+        // In the store before the hook exists: a crash from here on leaves a record the
+        // next daemon finds, so it never starts a second run beside this one.
+        self.record_operation(name, op)
+            .map_err(|e| format!("recording hook {key} before starting it: {e}"))?;
+        let mut obj = obj.clone();
+        obj.set_meta_entry("annotations", SYNC_ATTEMPT, &op.attempt);
+        let created = self.start_hook(&obj).await?;
+        let h = &mut op.hooks[i];
+        h.uid = uid_of(&created);
+        h.phase = "Running".into();
+        if let Err(e) = self.record_operation(name, op) {
+            tracing::warn!("app {name}: recording hook {key}: {e}");
+        }
+        Ok(HookStart::Running(created.key(), "hook created".into()))
+    }
+
     /// Deletes a hook's previous object, waits for it to go, and creates it anew.
-    async fn start_hook(&self, obj: &Object) -> std::result::Result<ObjectKey, String> {
+    async fn start_hook(&self, obj: &Object) -> std::result::Result<Object, String> {
         let key = obj.key();
         match self.target.get(&key).await {
             Ok(Some(_)) => {
@@ -829,18 +1112,14 @@ impl Engine {
             force: true,
             dry_run: false,
         };
-        self.target
-            .apply(obj, &opts)
-            .await
-            .map(|o| o.key())
-            .map_err(|e| {
-                format!(
-                    "creating hook {} {} ({}): {e}",
-                    key.kind,
-                    key.name,
-                    obj.origin()
-                )
-            })
+        self.target.apply(obj, &opts).await.map_err(|e| {
+            format!(
+                "creating hook {} {} ({}): {e}",
+                key.kind,
+                key.name,
+                obj.origin()
+            )
+        })
     }
 
     async fn wait_gone(&self, key: &ObjectKey) -> std::result::Result<(), String> {
@@ -871,13 +1150,34 @@ impl Engine {
     /// Returns the first failure.
     /// While waiting, the status of `app` (when given) is compared again as the target
     /// changes, at most every `compare_interval`.
+    /// A hook's outcome is recorded in the operation before its deletion policy
+    /// applies, so that a daemon resuming the attempt knows it ran.
     async fn settle(
         &self,
         items: &[WaitItem],
         result: &mut SyncResult,
-        app: Option<&str>,
+        name: &str,
+        op: &mut OperationState,
+        follow_status: bool,
     ) -> Option<String> {
-        let outcomes = self.wait_for(items, app).await;
+        let outcomes = self.wait_for(items, follow_status.then_some(name)).await;
+        for (item, outcome) in items.iter().zip(&outcomes) {
+            let phase = match outcome {
+                _ if !item.hook => continue,
+                Waited::Ok => ("Succeeded", String::new()),
+                Waited::Failed(m) => ("Failed", m.clone()),
+                Waited::Pending => continue,
+            };
+            if let Some(h) = op.hooks.iter_mut().find(|h| h.is(&item.key)) {
+                h.phase = phase.0.into();
+                h.message = phase.1;
+            }
+        }
+        if items.iter().any(|i| i.hook)
+            && let Err(e) = self.record_operation(name, op)
+        {
+            tracing::warn!("app {name}: recording hook outcomes: {e}");
+        }
         let mut failure = None;
         for (item, outcome) in items.iter().zip(outcomes) {
             let r = &mut result.resources[item.row];
@@ -885,7 +1185,12 @@ impl Engine {
                 Waited::Ok => {
                     if item.hook {
                         r.hook_phase = Some("Succeeded".into());
-                        r.message = "hook succeeded".into();
+                        r.message = if r.message.starts_with("hook adopted") {
+                            "hook succeeded (adopted after the daemon restarted; not run again)"
+                        } else {
+                            "hook succeeded"
+                        }
+                        .into();
                     }
                     true
                 }

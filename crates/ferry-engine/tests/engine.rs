@@ -5,11 +5,12 @@ mod harness;
 
 use std::time::Duration;
 
+use ferry_core::ObjectKey;
 use ferry_core::health::HealthStatus;
 use ferry_core::target::{ApplyOptions, Target};
 use ferry_engine::{
-    COMPARISON_ERROR, Engine, OperationPhase, ResultCode, SHARED_RESOURCE_WARNING, SyncCode,
-    SyncRequest, TRACKING_ID, WaitFor,
+    COMPARISON_ERROR, OperationPhase, OperationState, ResultCode, SHARED_RESOURCE_WARNING,
+    SYNC_ATTEMPT, SyncCode, SyncRequest, TRACKING_ID, WaitFor,
 };
 use harness::{World, config_map, deployment, eventually, fixture};
 use serde_json::{Value, json};
@@ -737,36 +738,58 @@ async fn an_object_rendered_by_two_apps_warns_on_both_and_neither_prunes_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_operation_left_running_by_a_killed_daemon_is_marked_failed_on_restart() {
+async fn an_operation_left_running_by_a_killed_daemon_is_retried_once_on_restart() {
     let w = World::new(&[("app/a.yaml", &config_map("a", "1", &[]))]);
     w.engine
         .create_app(w.app("web", "app", Value::Null), false)
         .unwrap();
     let op = w.engine.sync("web", manual_sync(false)).await.unwrap();
     assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
-    w.stop();
-    // The daemon died in the middle of an automated sync.
+    // The daemon died in the middle of an automated sync, before it had resolved
+    // its revision or changed anything (as an older ferry recorded it, too).
     let mut running = serde_json::to_value(&op).unwrap();
     running["phase"] = json!("Running");
-    running["message"] = json!("Sync wave 0: applying 1 resource(s)");
+    running["message"] = json!("rendering and validating");
     running["operation"]["initiatedBy"] = json!({"automated": true});
-    running.as_object_mut().unwrap().remove("finishedAt");
+    running["operation"]["trigger"] = json!("automated");
+    for field in ["finishedAt", "syncResult", "historyId", "attempt", "hooks"] {
+        running.as_object_mut().unwrap().remove(field);
+    }
     w.db.put_app_operation("web", "Running", &running).unwrap();
 
-    let repos = std::sync::Arc::new(ferry_git::RepoCache::new(w.dir.path().join("repos")));
-    let engine = Engine::new(w.db.clone(), w.target.clone(), repos, harness::config()).unwrap();
-    let v = engine.get_app("web").unwrap().unwrap();
-    let op = v.status.operation_state.unwrap();
-    assert_eq!(op.phase, OperationPhase::Failed);
-    assert_eq!(
-        op.message,
-        "interrupted: the daemon stopped during the sync; it will be retried"
+    let w = w.restart();
+    let op = eventually("the interrupted sync retried", T, || async {
+        w.view("web")
+            .status
+            .operation_state
+            .filter(|o| o.phase != OperationPhase::Running)
+    })
+    .await;
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    assert!(
+        op.message
+            .ends_with("(retried after the daemon stopped during the sync)"),
+        "{}",
+        op.message
     );
+    assert_eq!(op.restarts, 1);
     assert!(op.finished_at.is_some());
-    assert_eq!(v.status.history.len(), 1, "history intact");
-    assert_eq!(w.db.app_operation("web").unwrap().unwrap().phase, "Failed");
-    // The app and its last status survived the restart.
-    assert_eq!(v.status.status.sync.status, SyncCode::Synced);
+    let history = w.engine.history("web").unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| (h.id, h.result, h.trigger.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1, OperationPhase::Succeeded, "manual"),
+            (2, OperationPhase::Succeeded, "automated")
+        ]
+    );
+    assert_eq!(
+        w.db.app_operation("web").unwrap().unwrap().phase,
+        "Succeeded"
+    );
+    assert_eq!(w.view("web").status.status.sync.status, SyncCode::Synced);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1189,4 +1212,154 @@ async fn a_hook_with_generate_name_gets_a_fresh_name_each_sync() {
     assert_eq!(v.status.status.sync.status, SyncCode::Synced);
     let deleted = w.engine.delete_app("web", true).await.unwrap();
     assert_eq!(deleted.deleted.len(), 3, "{deleted:?}");
+}
+
+/// A PreSync hook Job kept after it ran (so that a restarted daemon can find it).
+fn kept_presync_job() -> String {
+    fixture("presync-job.yaml").replace(
+        "hook-delete-policy: HookSucceeded",
+        "hook-delete-policy: BeforeHookCreation",
+    )
+}
+
+/// Syncs `web` once (a ConfigMap and a PreSync hook), then rewrites its finished
+/// operation as a killed daemon leaves it: `Running`, waiting for the hook whose
+/// record is `hook_phase`. Returns the world restarted, as the next daemon.
+async fn killed_while_the_hook_ran(hook: String, hook_phase: &str) -> World {
+    let w = World::new(&[
+        ("app/a.yaml", &config_map("a", "1", &[])),
+        ("app/migrate.yaml", &hook),
+    ]);
+    w.engine
+        .create_app(w.app("web", "app", Value::Null), false)
+        .unwrap();
+    let op = w.engine.sync("web", manual_sync(false)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    assert_eq!(op.history_id, Some(1));
+    assert_eq!(op.hooks.len(), 1, "{:?}", op.hooks);
+    assert_eq!(op.hooks[0].phase, "Succeeded");
+    // The daemon died while the hook ran: the Sync phase (the ConfigMap) not reached.
+    let mut running = serde_json::to_value(&op).unwrap();
+    running["phase"] = json!("Running");
+    running["message"] = json!("PreSync wave 0: waiting for 1 resource(s) to become healthy");
+    running["hooks"][0]["phase"] = json!(hook_phase);
+    running["syncResult"]["resources"] = json!([]);
+    running.as_object_mut().unwrap().remove("finishedAt");
+    w.db.put_app_operation("web", "Running", &running).unwrap();
+    let cm = ObjectKey::new("", "ConfigMap", "shop", "a");
+    w.target
+        .cluster
+        .delete(&cm, ferry_runtime::cluster::Propagation::Background)
+        .unwrap();
+    w.restart()
+}
+
+/// The resumed operation once finished, checked: Succeeded, saying it was resumed,
+/// the ConfigMap applied, the one history entry completed (no second one), and the
+/// hook neither deleted nor created again.
+async fn assert_resumed_without_running_the_hook_again(w: &World) -> OperationState {
+    let op = eventually("the interrupted sync resumed", T, || async {
+        w.view("web")
+            .status
+            .operation_state
+            .filter(|o| o.phase != OperationPhase::Running)
+    })
+    .await;
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    assert!(
+        op.message
+            .ends_with("(resumed after the daemon stopped during the sync)"),
+        "{}",
+        op.message
+    );
+    assert_eq!(op.restarts, 1);
+    let log = w.target.log();
+    assert!(
+        !log.iter().any(|l| l.ends_with("Job/migrate")),
+        "the hook is not run again: {log:?}"
+    );
+    assert!(log.contains(&"apply ConfigMap/a".to_string()), "{log:?}");
+    assert!(w.live("ConfigMap", "a").is_some());
+    let history = w.engine.history("web").unwrap();
+    assert_eq!(history.len(), 1, "one entry for the one sync: {history:?}");
+    assert_eq!(history[0].id, 1);
+    assert_eq!(history[0].result, OperationPhase::Succeeded);
+    assert_eq!(history[0].message, op.message);
+    assert_eq!(w.view("web").status.status.sync.status, SyncCode::Synced);
+    op
+}
+
+/// Regression test: a daemon killed while a PreSync hook ran started it again on
+/// restart (the next sync deleted the running hook and created a new one), so a
+/// migration ran twice for one sync. The hook is now recorded before it is created,
+/// and the next daemon resumes the sync, adopting the hook it finds (by the
+/// attempt's annotation) instead of creating it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_resumed_sync_adopts_the_running_hook_instead_of_starting_it_again() {
+    let w = killed_while_the_hook_ran(kept_presync_job(), "Running").await;
+    let op = assert_resumed_without_running_the_hook_again(&w).await;
+    let job = w.live("Job", "migrate").expect("the hook Job kept");
+    assert_eq!(job.annotation(SYNC_ATTEMPT), Some(op.attempt.as_str()));
+    let rows = op.sync_result.unwrap().resources;
+    let hook = rows.iter().find(|r| r.name == "migrate").unwrap();
+    assert!(hook.message.contains("adopted"), "{}", hook.message);
+    assert_eq!(hook.hook_phase.as_deref(), Some("Succeeded"));
+}
+
+/// A hook that finished (and was deleted, as `HookSucceeded` says) before the crash
+/// is not run again when the sync resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hook_that_finished_before_the_crash_is_not_run_again_when_the_sync_resumes() {
+    let w = killed_while_the_hook_ran(fixture("presync-job.yaml"), "Succeeded").await;
+    assert!(w.live("Job", "migrate").is_none());
+    let op = assert_resumed_without_running_the_hook_again(&w).await;
+    let rows = op.sync_result.unwrap().resources;
+    let hook = rows.iter().find(|r| r.name == "migrate").unwrap();
+    assert!(hook.message.contains("not run again"), "{}", hook.message);
+}
+
+/// A hook recorded as started whose Job is not there (the daemon died between the
+/// record and the create) is created once when the sync resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hook_recorded_but_never_created_is_created_once_when_the_sync_resumes() {
+    let w = killed_while_the_hook_ran(fixture("presync-job.yaml"), "Starting").await;
+    let op = eventually("the interrupted sync resumed", T, || async {
+        w.view("web")
+            .status
+            .operation_state
+            .filter(|o| o.phase != OperationPhase::Running)
+    })
+    .await;
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    let applies: Vec<String> = w
+        .target
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("apply"))
+        .collect();
+    assert_eq!(applies, ["apply Job/migrate", "apply ConfigMap/a"]);
+    assert_eq!(w.engine.history("web").unwrap().len(), 1);
+}
+
+/// An operation interrupted again and again is given up, not taken up forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operation_interrupted_too_often_is_given_up_with_its_history_entry_failed() {
+    let w = World::new(&[("app/a.yaml", &config_map("a", "1", &[]))]);
+    w.engine
+        .create_app(w.app("web", "app", Value::Null), false)
+        .unwrap();
+    let op = w.engine.sync("web", manual_sync(false)).await.unwrap();
+    let mut running = serde_json::to_value(&op).unwrap();
+    running["phase"] = json!("Running");
+    running["restarts"] = json!(3);
+    running.as_object_mut().unwrap().remove("finishedAt");
+    w.db.put_app_operation("web", "Running", &running).unwrap();
+    let w = w.restart();
+    let op = w.view("web").status.operation_state.unwrap();
+    assert_eq!(op.phase, OperationPhase::Failed);
+    assert!(op.message.contains("4 times"), "{}", op.message);
+    assert!(op.message.contains("run the sync again"), "{}", op.message);
+    let history = w.engine.history("web").unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].result, OperationPhase::Failed);
 }

@@ -448,3 +448,20 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+impl World {
+    /// A daemon restart: stops this world's engine and controllers and starts new
+    /// ones over the same database, target objects and repository.
+    pub fn restart(mut self) -> World {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let repo = std::mem::replace(
+            &mut self.repo,
+            GitRepo {
+                work: PathBuf::new(),
+                remote: PathBuf::new(),
+            },
+        );
+        World::with(dir, repo, self.db.clone(), self.target.cluster.clone())
+    }
+}

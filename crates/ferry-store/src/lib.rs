@@ -830,6 +830,71 @@ impl Db {
         Ok(id)
     }
 
+    /// Stores a running operation together with the history entry it starts: the
+    /// entry gets the next id, and `body` (given that id) is stored as the operation in
+    /// the same transaction, so that a crash leaves both or neither. Keeps the newest
+    /// `keep` entries. Returns the id.
+    pub fn start_app_history(
+        &self,
+        app: &str,
+        phase: &str,
+        entry: &Value,
+        keep: usize,
+        body: impl FnOnce(i64) -> Value,
+    ) -> Result<i64> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let next = Self::next_history_id(&tx, app).map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO app_history(app, id, body) VALUES (?1, ?2, ?3)",
+            params![app, next, entry.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        tx.execute(
+            "DELETE FROM app_history WHERE app = ?1 AND id <= ?2",
+            params![app, next.saturating_sub(keep)],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO app_operations(app, phase, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(app) DO UPDATE SET phase = excluded.phase, body = excluded.body",
+            params![app, phase, body(next).to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(next)
+    }
+
+    /// Stores a finished operation and, in the same transaction, replaces history
+    /// entry `id` (the one the operation started) with `entry`. An entry already
+    /// dropped by the history limit stays dropped. Returns whether it was replaced.
+    pub fn finish_app_operation_updating(
+        &self,
+        app: &str,
+        phase: &str,
+        body: &Value,
+        id: i64,
+        entry: &Value,
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO app_operations(app, phase, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(app) DO UPDATE SET phase = excluded.phase, body = excluded.body",
+            params![app, phase, body.to_string()],
+        )
+        .map_err(|e| self.err(e))?;
+        let n = tx
+            .execute(
+                "UPDATE app_history SET body = ?3 WHERE app = ?1 AND id = ?2",
+                params![app, id, entry.to_string()],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// The next history id of `app`: ids keep increasing even when old entries are
     /// dropped (the counter lives in the `apps` row; the history's maximum is the floor).
     fn next_history_id(tx: &rusqlite::Transaction<'_>, app: &str) -> rusqlite::Result<i64> {
