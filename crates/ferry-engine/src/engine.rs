@@ -346,7 +346,22 @@ impl Engine {
             .errors()
             .map(|f| format!("{}: {}", f.path, f.message))
             .collect();
+        // The name as the API server checks it: it becomes a label value and a URL
+        // segment, and must never smuggle a path.
+        errors.extend(
+            ferry_core::names::field_errors(&obj)
+                .iter()
+                .map(ToString::to_string),
+        );
         let d = &app.spec.destination;
+        for m in ferry_core::names::NameRule::Label.check(&d.namespace, false) {
+            if !d.namespace.is_empty() {
+                errors.push(format!(
+                    "spec.destination.namespace: Invalid value: {}: {m}",
+                    ferry_core::names::go_quote(&d.namespace)
+                ));
+            }
+        }
         let local = (d.server.is_empty() || LOCAL_SERVERS.contains(&d.server.as_str()))
             && (d.name.is_empty()
                 || LOCAL_NAMES.contains(&d.name.as_str())

@@ -177,6 +177,7 @@ impl Sources {
                         message: format!("rendering {}: the render task failed: {e}", src.repo_url),
                         unreachable: false,
                     })??;
+            refuse_invalid_names(&src, &commit, &rendered.objects)?;
             if i == 0 {
                 out.revision = commit;
             }
@@ -318,6 +319,58 @@ fn render(
         warnings: out.warnings,
         format: out.format,
     })
+}
+
+/// Most invalid objects one error lists by name; the rest are counted.
+const INVALID_SHOWN: usize = 5;
+
+/// Refuses a render holding an object the API server would refuse for its names: the
+/// whole app fails to compare (and so to sync) until Git is fixed, with each bad
+/// object named by file, line and field. Nothing of it is applied.
+fn refuse_invalid_names(
+    src: &ApplicationSource,
+    commit: &str,
+    objects: &[Object],
+) -> Result<(), SourceError> {
+    let invalid: Vec<String> = objects
+        .iter()
+        .filter_map(|o| {
+            let problem = ferry_core::names::validate_object(o).err()?;
+            Some(match o.source() {
+                Some(at) => format!("{}:{}: {problem}", repo_file(src, &at.file), at.line),
+                None => problem.to_string(),
+            })
+        })
+        .collect();
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    let more = invalid.len().saturating_sub(INVALID_SHOWN);
+    let mut message = format!(
+        "{} at {}: {}",
+        src.repo_url,
+        crate::engine::short(commit),
+        invalid[..invalid.len().min(INVALID_SHOWN)].join("; ")
+    );
+    if more > 0 {
+        message.push_str(&format!("; and {more} more invalid objects"));
+    }
+    message.push_str("; fix the names in Git");
+    Err(SourceError {
+        message,
+        unreachable: false,
+    })
+}
+
+/// A rendered file as the repository names it: the source path, then the file (a
+/// tool's output, named by its command, is left as it is).
+fn repo_file(src: &ApplicationSource, file: &str) -> String {
+    let dir = src.path.trim_matches('/');
+    if dir.is_empty() || dir == "." || file.starts_with(['<', '/']) || file.contains(' ') {
+        file.to_string()
+    } else {
+        format!("{dir}/{file}")
+    }
 }
 
 /// Render options from an Argo source, with a warning for every option ferry does

@@ -1214,6 +1214,80 @@ async fn a_hook_with_generate_name_gets_a_fresh_name_each_sync() {
     assert_eq!(deleted.deleted.len(), 3, "{deleted:?}");
 }
 
+/// A Pod named `../../../victim2`, the name that once made the runtime write and
+/// prune outside its home.
+const DOTDOT_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ../../../victim2\nspec:\n  containers:\n    - name: c\n      image: registry.local/web:1\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_pod_named_dotdot_in_git_is_a_comparison_error_with_file_line_and_field() {
+    let w = World::new(&[("app/a.yaml", &config_map("a", "1", &[]))]);
+    w.engine
+        .create_app(w.app("web", "app", Value::Null), false)
+        .unwrap();
+    let op = w.engine.sync("web", manual_sync(true)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    let before = w.live("ConfigMap", "a").unwrap();
+    // The bad Pod is the second document of its file, from its `---` on line 7; a good
+    // ConfigMap beside it must not be applied either.
+    let file = format!("{}---\n{DOTDOT_POD}", config_map("b", "2", &[]));
+    w.repo.commit(
+        &[
+            ("app/pods.yaml", &file),
+            ("app/a.yaml", &config_map("a", "changed", &[])),
+        ],
+        &[],
+        "a pod named ../../../victim2",
+    );
+    let v = w.engine.refresh("web", false).await.unwrap();
+    let cond = v
+        .status
+        .status
+        .condition(COMPARISON_ERROR)
+        .expect("a ComparisonError");
+    for want in [
+        "app/pods.yaml:7: ",
+        "Pod \"../../../victim2\" is invalid: metadata.name: Invalid value: \"../../../victim2\": a lowercase RFC 1123 subdomain",
+    ] {
+        assert!(cond.message.contains(want), "{want:?} in {}", cond.message);
+    }
+    assert_eq!(v.status.status.sync.status, SyncCode::Unknown);
+    let op = w.engine.sync("web", manual_sync(true)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Failed);
+    assert!(op.message.contains("app/pods.yaml:7"), "{}", op.message);
+    assert!(op.message.contains("nothing was applied"), "{}", op.message);
+    assert_eq!(
+        w.live("ConfigMap", "a").unwrap(),
+        before,
+        "live state untouched"
+    );
+    assert!(w.live("ConfigMap", "b").is_none());
+    assert!(w.live("Pod", "../../../victim2").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_an_application_with_an_invalid_name_or_namespace_is_refused() {
+    let w = World::new(&[("app/a.yaml", &config_map("a", "1", &[]))]);
+    let err = w
+        .engine
+        .create_app(w.app("../../x", "app", Value::Null), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("metadata.name: Invalid value: \"../../x\": a lowercase RFC 1123 subdomain"),
+        "{err}"
+    );
+    let mut app = w.app("web", "app", Value::Null);
+    app.spec.destination.namespace = "../../../x".into();
+    let err = w.engine.create_app(app, false).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "spec.destination.namespace: Invalid value: \"../../../x\": a lowercase RFC 1123 label"
+        ),
+        "{err}"
+    );
+    assert!(w.engine.list_apps().unwrap().is_empty());
+}
+
 /// A PreSync hook Job kept after it ran (so that a restarted daemon can find it).
 fn kept_presync_job() -> String {
     fixture("presync-job.yaml").replace(

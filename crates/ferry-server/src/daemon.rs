@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use ferry_engine::{Engine, EngineConfig};
 use ferry_git::RepoCache;
+use ferry_runtime::config::ConnectionLimits;
 use ferry_runtime::target::LocalTarget;
 use ferry_runtime::{Runtime, RuntimeConfig};
 use nix::fcntl::{Flock, FlockArg};
@@ -171,6 +172,7 @@ pub fn engine_config(reconciliation: Option<Duration>) -> EngineConfig {
 /// the workloads of an earlier daemon) and the engine over it, and writes
 /// `daemon.json`.
 pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
+    crate::listen::raise_fd_limit();
     std::fs::create_dir_all(&opts.home).map_err(|source| Error::Io {
         what: "creating",
         path: opts.home.clone(),
@@ -285,7 +287,15 @@ impl Daemon {
 
     /// Serves until a signal or `ferry down`, then stops the engine and the runtime's
     /// loops (after a signal the workloads keep running) and removes `daemon.json`.
+    /// The API has the default [`ConnectionLimits::api`], with `FERRY_API_*` from
+    /// the environment (see [`ConnectionLimits::with_env`]).
     pub async fn serve(self) -> Result<(), Error> {
+        self.serve_with(ConnectionLimits::api().with_env("FERRY_API"))
+            .await
+    }
+
+    /// [`Daemon::serve`] with the API's timeouts and connection caps.
+    pub async fn serve_with(self, limits: ConnectionLimits) -> Result<(), Error> {
         let Daemon {
             runtime,
             addr,
@@ -311,12 +321,7 @@ impl Daemon {
                 }
             })
         };
-        let served = axum::serve(listener, router(state))
-            .with_graceful_shutdown({
-                let shutdown = shutdown.clone();
-                async move { shutdown.cancelled().await }
-            })
-            .await;
+        let served = crate::listen::serve(listener, router(state), limits, shutdown.clone()).await;
         shutdown.cancel();
         let _ = signalled.await;
         let _ = engine_task.await;

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod daemon;
 pub mod error;
 pub mod kinds;
+pub mod listen;
 pub mod repos;
 pub mod rollout;
 pub mod select;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
+use ferry_runtime::config::ConnectionLimits;
 
 use crate::home;
 use crate::output::EXIT_OK;
@@ -42,6 +43,24 @@ pub struct ServeArgs {
     /// for a hook or a rollout holds its slot.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..), value_name = "N")]
     pub operation_processors: u16,
+    /// How long an API client may take to send a request head (from the connection
+    /// for the first request, from its first byte for later ones); slower ones are
+    /// closed. Default 10s (or FERRY_API_HEADER_TIMEOUT_MS).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub header_timeout: Option<Duration>,
+    /// How long an idle keep-alive API connection waits for its next request; never
+    /// cuts a response being sent (watches, followed logs). Default 60s (or
+    /// FERRY_API_IDLE_TIMEOUT_MS).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub idle_timeout: Option<Duration>,
+    /// API connections held at once; more are closed at once while established ones
+    /// keep being served. Default: half of the open-files limit less a reserve of
+    /// an eighth of it (at least 1,024), between 64 and 65,536.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_connections: Option<u32>,
+    /// API connections held at once from one IP address beyond loopback. Default 256.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// Runs `ferry serve` until a signal or `ferry down`.
@@ -67,6 +86,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         }
         None => None,
     };
+    for (flag, t) in [
+        ("--header-timeout", args.header_timeout),
+        ("--idle-timeout", args.idle_timeout),
+    ] {
+        anyhow::ensure!(
+            t.is_none_or(|t| !t.is_zero()),
+            "{flag} 0s would close every connection; give a duration such as 10s"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,7 +111,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         if secret.is_some() {
             daemon.set_webhook_secret(secret);
         }
-        daemon.serve().await
+        // Flags over FERRY_API_* over the defaults.
+        let mut limits = ConnectionLimits::api().with_env("FERRY_API");
+        if let Some(t) = args.header_timeout {
+            limits.header_timeout = t;
+        }
+        if let Some(t) = args.idle_timeout {
+            limits.idle_timeout = t;
+        }
+        if let Some(n) = args.max_connections {
+            limits.max_connections = n as usize;
+        }
+        if let Some(n) = args.max_connections_per_ip {
+            limits.max_connections_per_ip = n as usize;
+        }
+        daemon.serve_with(limits).await
     });
     rt.shutdown_timeout(Duration::from_secs(5));
     result?;
