@@ -300,9 +300,14 @@ impl RegistryClient {
             for (k, v) in headers {
                 rb = rb.header(k, v);
             }
-            let cached = {
+            // Credentials and tokens belong to the registry's origin: an upload
+            // `Location` on another host or port (or a redirect, which reqwest strips
+            // `Authorization` from) gets none, as Docker authorises by host.
+            let cached = if same_origin(&url, &ep.base) {
                 let auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
                 auth.get(&scope_key).or_else(|| auth.get(&ep.host)).cloned()
+            } else {
+                None
             };
             if let Some(a) = cached {
                 rb = rb.header(AUTHORIZATION, a);
@@ -311,6 +316,21 @@ impl RegistryClient {
                 rb = rb.header(CONTENT_LENGTH, b.len()).body(b.to_vec());
             }
             let resp = rb.send().await.map_err(|e| unreachable(ep, &url, &e))?;
+            // A challenge from another origin (the request was redirected there, or
+            // sent to an upload location there) must not draw the registry's
+            // credentials out, whether as basic auth or to a token realm it names.
+            if resp.status() == StatusCode::UNAUTHORIZED && !same_origin(resp.url(), &ep.base) {
+                return Err(Error::Unauthorized {
+                    registry: ep.host.clone(),
+                    repository: repo.to_string(),
+                    reason: format!(
+                        "{url} led to {}, another origin, which asks for credentials; the credentials for {} are sent only to {}, never to another origin",
+                        resp.url(),
+                        ep.host,
+                        origin(&ep.base)
+                    ),
+                });
+            }
             if resp.status() != StatusCode::UNAUTHORIZED || attempt == 1 {
                 return Ok(resp);
             }
@@ -397,6 +417,15 @@ impl RegistryClient {
             {
                 q.append_pair("scope", s);
             }
+        }
+        // The realm comes from the registry's own challenge (checked in `send`), so,
+        // as Docker does, the registry's credentials go to it even on another host
+        // (auth.docker.io for registry-1.docker.io): that is the token flow. But not
+        // in clear text when the registry itself is spoken to over https.
+        if url.scheme() == "http" && ep.base.scheme() == "https" {
+            return Err(unauthorized(format!(
+                "the token realm {realm} is plain http while the registry is https; refusing to send credentials there"
+            )));
         }
         let mut rb = self.http.get(url.clone());
         if let Some(c) = self.opts.credentials.get(&ep.host) {
@@ -1042,6 +1071,19 @@ impl RegistryClient {
         }
         Ok(())
     }
+}
+
+/// Whether two URLs share scheme, host and port (the default port of the scheme
+/// counts as given).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `scheme://host[:port]` of a URL, for messages.
+fn origin(u: &Url) -> String {
+    u.origin().ascii_serialization()
 }
 
 /// The upload URL a registry returned in `Location`, absolute.

@@ -3,6 +3,8 @@
 
 #[path = "util/registry.rs"]
 mod registry;
+#[path = "util/scripted.rs"]
+mod scripted;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -953,4 +955,120 @@ async fn bearer_token_flow() {
     );
     // The token is cached per scope: far fewer challenges than requests.
     assert!(proxy.challenges.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+}
+
+#[tokio::test]
+async fn regression_registry_credentials_not_sent_across_redirect() {
+    // `other` is another origin (another port) posing as a registry: it asks for a
+    // bearer token from a realm of its own, which would draw basic credentials out.
+    let other = scripted::Scripted::start(|port, req| {
+        if req.target.starts_with("/token") {
+            return (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json".into(),
+                r#"{"token":"t"}"#.into(),
+            );
+        }
+        (
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"other\""
+            ),
+            String::new(),
+        )
+    });
+    let other_host = other.host();
+    let expected = format!("Basic {}", base64_of("ferry:s3cret"));
+    let want = expected.clone();
+    // The registry the credentials are for: asks for them, then sends manifests by a
+    // redirect (`pulled`) and blob uploads to a Location on `other` (`pushed`).
+    let registered = scripted::Scripted::start(move |_, req| {
+        if req.authorization.as_deref() != Some(want.as_str()) {
+            return (
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"registry\"".into(),
+                String::new(),
+            );
+        }
+        let path = req.target.as_str();
+        if path.starts_with("/v2/pulled/manifests/") && req.method == "GET" {
+            (
+                format!("HTTP/1.1 302 Found\r\nLocation: http://{other_host}{path}"),
+                String::new(),
+            )
+        } else if path.contains("/blobs/uploads/") && req.method == "POST" {
+            (
+                format!("HTTP/1.1 202 Accepted\r\nLocation: http://{other_host}/upload/1"),
+                String::new(),
+            )
+        } else {
+            ("HTTP/1.1 404 Not Found".into(), String::new())
+        }
+    });
+    let client = client_with(|o| {
+        o.credentials.insert(
+            &registered.host(),
+            Credential {
+                username: "ferry".into(),
+                password: "s3cret".into(),
+            },
+        )
+    });
+
+    // A pull: the manifest GET is redirected to `other`. Twice: the second time the
+    // client already holds the registry's basic credentials when `other` poses its
+    // bearer challenge, and the realm it names must not get them.
+    for round in 0..2 {
+        let err = client
+            .fetch_manifest(&r(&format!("{}/pulled:1", registered.host())))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&other.host()) && msg.contains("another origin"),
+            "round {round}: {msg}"
+        );
+        assert_eq!(
+            other.authorizations(),
+            Vec::<String>::new(),
+            "round {round}: {:?}",
+            other.seen()
+        );
+        assert!(
+            !other.seen().iter().any(|s| s.target.starts_with("/token")),
+            "round {round}: the realm of another origin was asked for a token: {:?}",
+            other.seen()
+        );
+    }
+
+    // A push: the upload Location points at `other`.
+    let (_d, store) = new_store();
+    build(
+        &store,
+        &build_opts(context(&[("f", b"1")]).path(), "leak:1"),
+    )
+    .unwrap();
+    let dest = r(&format!("{}/pushed:1", registered.host()));
+    let err = client
+        .push(&store, "leak:1", &dest, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
+    assert_eq!(
+        other.authorizations(),
+        Vec::<String>::new(),
+        "{:?}",
+        other.seen()
+    );
+    assert!(
+        other
+            .seen()
+            .iter()
+            .any(|s| s.target.starts_with("/upload/1")),
+        "the upload did go to the Location, only without credentials: {:?}",
+        other.seen()
+    );
+    assert!(
+        registered.authorizations().iter().all(|a| a == &expected)
+            && !registered.authorizations().is_empty(),
+        "the registry itself got its credentials"
+    );
 }
