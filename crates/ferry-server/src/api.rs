@@ -22,7 +22,11 @@
 //! | `GET /metrics`, `GET /healthz` | Prometheus text, liveness |
 //!
 //! Kinds on the URL take kubectl's names (`pods`, `po`, `deploy`, `svc`, …) or a Kind
-//! name. Errors are `{"error": "...", "code": N}` with 400, 404, 409 or 500 (401
+//! name. Names in the URL and in applied objects follow Kubernetes' rules
+//! ([`ferry_core::names`]): an apply of an object the API server would refuse is 422
+//! with its message (`Pod "../x" is invalid: metadata.name: …`), a URL naming what no
+//! object could be called is 400 (a `/` in a name travels as `%2F`). Errors are
+//! `{"error": "...", "code": N}` with 400, 404, 409, 422 or 500 (401
 //! without the token, 403 for a foreign `Host` or `Origin`, 415 for a body that is
 //! not JSON or YAML: see [`crate::auth`]). Watches
 //! and followed logs stream newline-delimited JSON (or text) until the client goes away
@@ -45,6 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::Bytes;
+use ferry_core::names;
 use ferry_core::object::is_namespaced;
 use ferry_core::{Object, ObjectKey};
 use ferry_engine::Engine;
@@ -120,19 +125,25 @@ impl AppState {
             .find(|o| o.name() == name)
     }
 
-    /// Like [`AppState::find`], or 404 in kubectl's words.
+    /// Like [`AppState::find`], or 404 in kubectl's words — 400 when no object of
+    /// `kind` could have that name or namespace (objects an older ferry stored with
+    /// such names are still found, so they can be deleted).
     fn require(&self, kind: &str, ns: &str, name: &str) -> Result<Object, ApiError> {
-        self.find(kind, ns, name).ok_or_else(|| {
-            let scope = if is_namespaced(kind) && ns != "default" {
-                format!(" in namespace {ns:?}")
-            } else {
-                String::new()
-            };
-            ApiError::not_found(format!(
-                "{} not found{scope}",
-                kinds::quoted_name(kind, name)
-            ))
-        })
+        if let Some(found) = self.find(kind, ns, name) {
+            return Ok(found);
+        }
+        if let Some(why) = invalid_path_names(kind, ns, name) {
+            return Err(ApiError::bad_request(why));
+        }
+        let scope = if is_namespaced(kind) && ns != "default" {
+            format!(" in namespace {ns:?}")
+        } else {
+            String::new()
+        };
+        Err(ApiError::not_found(format!(
+            "{} not found{scope}",
+            kinds::quoted_name(kind, name)
+        )))
     }
 }
 
@@ -178,6 +189,34 @@ pub fn router(state: AppState) -> Router {
             crate::auth::require,
         ))
         .with_state(state)
+}
+
+/// Why `ns`/`name` from a URL can name no object of `kind`, in the API server's words;
+/// `None` when both are valid.
+fn invalid_path_names(kind: &str, ns: &str, name: &str) -> Option<String> {
+    let rule = names::NameRule::of(kinds::group_of(kind), kind);
+    let mut errors = Vec::new();
+    for m in rule.check(name, false) {
+        errors.push(format!(
+            "metadata.name: Invalid value: {}: {m}",
+            names::go_quote(name)
+        ));
+    }
+    if is_namespaced(kind) {
+        for m in names::NameRule::Label.check(ns, false) {
+            errors.push(format!(
+                "metadata.namespace: Invalid value: {}: {m}",
+                names::go_quote(ns)
+            ));
+        }
+    }
+    (!errors.is_empty()).then(|| {
+        format!(
+            "{} is not a valid name: {}; no object can have it (a '/' in a name must be sent as %2F)",
+            kinds::quoted_name(kind, name),
+            errors.join(", ")
+        )
+    })
 }
 
 /// A query flag: present and not `false`/`0`.
@@ -554,6 +593,16 @@ async fn apply(
                 )));
             }
             _ => {}
+        }
+    }
+    // Names first, all of them, answered as the API server answers: 422 Invalid with
+    // every field error of the first invalid object (the store would refuse it too).
+    for o in &objects {
+        if let Err(invalid) = names::validate_object(o) {
+            return Err(ApiError {
+                code: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                message: invalid.to_string(),
+            });
         }
     }
     let opts = ApplyOptions {

@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 use axum::{Router, body::Bytes};
 use ferry_core::Object;
 use ferry_core::argo::{self, Application};
+use ferry_core::names::{self, NameRule};
 use ferry_engine::{Error as EngineError, SyncRequest, WaitFor};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,6 +46,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let message = e.to_string();
         match e {
+            // A name no app can have is a bad request, not a missing app: say why.
+            EngineError::NotFound { app } if !valid_app_name(&app) => {
+                Self::bad_request(invalid_app_name(&app))
+            }
             EngineError::NotFound { .. } | EngineError::HistoryNotFound { .. } => {
                 Self::not_found(message)
             }
@@ -59,6 +64,21 @@ impl From<EngineError> for ApiError {
             }
         }
     }
+}
+
+/// Whether `name` may name an app (an `Application` is named as any object is).
+fn valid_app_name(name: &str) -> bool {
+    NameRule::Subdomain.check(name, false).is_empty()
+}
+
+/// Why `name` names no app, in the API server's words.
+fn invalid_app_name(name: &str) -> String {
+    format!(
+        "application {} is invalid: metadata.name: Invalid value: {}: {}; app names are lowercase RFC 1123 subdomains",
+        names::go_quote(name),
+        names::go_quote(name),
+        NameRule::Subdomain.check(name, false).join(", ")
+    )
 }
 
 fn json_of<T: serde::Serialize>(v: &T) -> Result<Json<Value>, ApiError> {
@@ -308,6 +328,12 @@ mod tests {
         assert_eq!(
             code(EngineError::NotFound { app: "a".into() }),
             StatusCode::NOT_FOUND
+        );
+        let bad = ApiError::from(EngineError::NotFound { app: "../x".into() });
+        assert_eq!(bad.code, StatusCode::BAD_REQUEST, "a name no app can have");
+        assert!(
+            bad.message.contains("a lowercase RFC 1123 subdomain"),
+            "{bad}"
         );
         assert_eq!(
             code(EngineError::Busy { app: "a".into() }),

@@ -431,9 +431,12 @@ impl Client {
     }
 }
 
-/// The URL path of one object: `/api/v1/namespaces/NS/KIND/NAME`.
+/// The URL path of one object: `/api/v1/namespaces/NS/KIND/NAME`. Each part stays one
+/// path segment: a `/` in it goes as `%2F` (else `../x` would climb the URL), so an
+/// object an older daemon stored with such a name can still be reached and deleted.
 pub fn object_path(ns: &str, kind: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{}/{}/{}", enc(ns), enc(kind), enc(name))
+    let seg = |s: &str| enc(s).replace('/', "%2F");
+    format!("/api/v1/namespaces/{}/{}/{}", seg(ns), seg(kind), seg(name))
 }
 
 /// Splits `KIND/NAME`, or takes `arg` as a name of `default_kind`.
