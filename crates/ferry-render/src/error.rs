@@ -46,6 +46,34 @@ pub enum Error {
         /// What is missing, where it was looked for, and what to install.
         message: String,
     },
+    /// A path the source refers to (a kustomization's resource, patch or generator
+    /// file, a Helm value file, a symlink) leads outside the repository the source
+    /// lives in; nothing was rendered.
+    #[error(
+        "{file}: {field} {path:?} points outside the repository; only paths inside it can be rendered"
+    )]
+    OutsideRoot {
+        /// The file that refers to the path (relative to the repository root), or the
+        /// symlink itself.
+        file: String,
+        /// Where in the file: `resources[0]`, `configMapGenerator[1].files[0]`, `symlink`.
+        field: String,
+        /// The path as written.
+        path: String,
+    },
+    /// A kustomization refers to a remote base or a `file://` URL, which ferry does not
+    /// let kustomize fetch; nothing was rendered.
+    #[error("{file}: {field} {url:?} is {reason}")]
+    Remote {
+        /// The kustomization file (relative to the repository root).
+        file: String,
+        /// Where in the file: `resources[2]`.
+        field: String,
+        /// The URL as written.
+        url: String,
+        /// Why it is refused and what to do instead.
+        reason: String,
+    },
     /// The program exists but could not be started.
     #[error("could not run {}: {source}", program.display())]
     Spawn {

@@ -6,12 +6,20 @@ use std::path::Path;
 
 use ferry_core::parse::parse_str;
 
+use crate::confine::Root;
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::{HelmOptions, Output, Toolchain};
 
-/// Templates the chart in `dir` and parses what helm prints.
-pub(crate) fn render(dir: &Path, opts: &HelmOptions, tools: &Toolchain) -> Result<Output> {
+/// Templates the chart in `dir` and parses what helm prints, once the chart and its
+/// value files are known to stay inside `root`.
+pub(crate) fn render(
+    dir: &Path,
+    opts: &HelmOptions,
+    tools: &Toolchain,
+    root: &Root,
+) -> Result<Output> {
+    check(dir, opts, root)?;
     let Some(program) = tools.helm() else {
         return Err(Error::ToolMissing {
             message: format!(
@@ -65,6 +73,42 @@ pub(crate) fn render(dir: &Path, opts: &HelmOptions, tools: &Toolchain) -> Resul
         .map(|l| format!("{command}: {l}"))
         .collect();
     Ok(Output { objects, warnings })
+}
+
+/// Refuses value files outside `root` (relative ones are taken from the chart
+/// directory, as helm is given them), value files by `file://` or any URL scheme
+/// but http(s) (which helm fetches itself, with no credentials of ferry's), and
+/// symlinks in the chart that point outside `root` (helm follows them).
+fn check(dir: &Path, opts: &HelmOptions, root: &Root) -> Result<()> {
+    let chart = root.show(dir);
+    for (i, file) in opts.value_files.iter().enumerate() {
+        let field = format!("helm.valueFiles[{i}]");
+        if let Some((scheme, _)) = file.split_once("://") {
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                continue;
+            }
+            return Err(Error::Remote {
+                file: chart,
+                field,
+                url: file.clone(),
+                reason: "a URL helm would read outside the repository; use a path inside the repository, or an http(s) URL".to_string(),
+            });
+        }
+        let path = Path::new(file);
+        let resolved = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            dir.join(path)
+        };
+        if !root.contains(&resolved) {
+            return Err(Error::OutsideRoot {
+                file: chart,
+                field,
+                path: file.clone(),
+            });
+        }
+    }
+    root.check_symlinks_under(dir)
 }
 
 /// The chart directory's own name, as a release name when none is given.

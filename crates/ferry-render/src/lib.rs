@@ -4,7 +4,12 @@
 //! [`render`] is the one entry point. It detects the format as Argo CD does, runs the
 //! external tool when one is needed (found through [`Toolchain`]), parses the output
 //! with `ferry_core::parse` and refuses two objects with the same key.
+//!
+//! A render never reads outside its root ([`RenderOptions::confine_to`]): every path a
+//! kustomization or Helm option names, and every symlink in the source, is resolved
+//! and refused if it leaves the root, before any tool runs.
 
+mod confine;
 mod error;
 mod exec;
 mod helm;
@@ -13,7 +18,7 @@ mod plain;
 mod toolchain;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use ferry_core::{Object, ObjectKey};
@@ -103,6 +108,13 @@ pub struct RenderOptions {
     pub directory: DirectoryOptions,
     /// Options for Helm charts.
     pub helm: HelmOptions,
+    /// The directory the render may read from: the repository checkout the source
+    /// lives in. Every path the source refers to (kustomization resources, bases,
+    /// components, patches, generator files; Helm value files; symlinks) must resolve
+    /// under it, or the render is refused before any tool runs. `None` confines the
+    /// render to the source itself (the directory, or a single file's directory), so
+    /// an overlay reaching `../base` needs the repository root set here.
+    pub confine_to: Option<PathBuf>,
 }
 
 /// The result of rendering a source.
@@ -159,20 +171,29 @@ pub fn render_with(path: &Path, opts: &RenderOptions, tools: &Toolchain) -> Resu
             format,
         });
     }
+    let root = match (&opts.confine_to, is_dir) {
+        (Some(root), _) => confine::Root::new(root)?,
+        (None, true) => confine::Root::new(path)?,
+        (None, false) => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            confine::Root::new(parent.unwrap_or(Path::new(".")))?
+        }
+    };
+    root.check_source(path)?;
     let mut warnings = unused_option_warnings(path, format, opts);
     let objects = match format {
         Format::Auto | Format::Plain => {
-            let out = plain::render(path, &opts.directory)?;
+            let out = plain::render(path, &opts.directory, &root)?;
             warnings.extend(out.warnings);
             out.objects
         }
         Format::Kustomize => {
-            let out = kustomize::render(path, tools)?;
+            let out = kustomize::render(path, tools, &root)?;
             warnings.extend(out.warnings);
             out.objects
         }
         Format::Helm => {
-            let out = helm::render(path, &opts.helm, tools)?;
+            let out = helm::render(path, &opts.helm, tools, &root)?;
             warnings.extend(out.warnings);
             out.objects
         }

@@ -10,6 +10,7 @@ use ferry_core::parse::{Limits, parse_str};
 use globset::{GlobBuilder, GlobMatcher};
 use walkdir::WalkDir;
 
+use crate::confine::Root;
 use crate::error::{Error, Result};
 use crate::{DirectoryOptions, Output};
 
@@ -26,10 +27,10 @@ struct ManifestFile {
 }
 
 /// Renders a plain directory, or a single file named directly.
-pub(crate) fn render(path: &Path, opts: &DirectoryOptions) -> Result<Output> {
+pub(crate) fn render(path: &Path, opts: &DirectoryOptions, root: &Root) -> Result<Output> {
     let mut warnings = Vec::new();
     let files = if path.is_dir() {
-        list(path, opts, &mut warnings)?
+        list(path, opts, root, &mut warnings)?
     } else {
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
         vec![ManifestFile {
@@ -46,10 +47,12 @@ pub(crate) fn render(path: &Path, opts: &DirectoryOptions) -> Result<Output> {
 }
 
 /// The manifest files under `root` in Argo CD's walk order (lexical within each
-/// directory), hidden entries skipped, subdirectories only when `recurse`.
+/// directory), hidden entries skipped, subdirectories only when `recurse`. A symlink
+/// met on the way (file or directory) that resolves outside `confine` is refused.
 fn list(
     root: &Path,
     opts: &DirectoryOptions,
+    confine: &Root,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<ManifestFile>> {
     let include = matcher("include", opts.include.as_deref())?;
@@ -64,6 +67,12 @@ fn list(
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in entries {
         let entry = entry.map_err(|e| walk_error(root, e))?;
+        // Links are followed (as Argo CD reads them), so where each one leads is
+        // checked before anything below it is read; what is under a checked directory
+        // is inside it, unless it is itself a link, checked in turn.
+        if entry.path_is_symlink() {
+            confine.check_symlink(entry.path())?;
+        }
         if !entry.file_type().is_file() {
             continue;
         }

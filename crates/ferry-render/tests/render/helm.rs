@@ -73,7 +73,7 @@ fn release_namespace_values_and_set_are_passed_to_helm_template() {
     let opts = helm_opts(HelmOptions {
         release_name: Some("shop".into()),
         namespace: Some("shop-prod".into()),
-        value_files: vec!["values-prod.yaml".into(), "/etc/ferry/extra.yaml".into()],
+        value_files: vec!["values-prod.yaml".into(), s(&dir.join("values.yaml"))],
         values: Some("image:\n  tag: 2.3.1\n".into()),
         set: vec![
             ("replicaCount".into(), "5".into()),
@@ -100,7 +100,7 @@ fn release_namespace_values_and_set_are_passed_to_helm_template() {
             "-f".into(),
             s(&dir.join("values-prod.yaml")),
             "-f".into(),
-            "/etc/ferry/extra.yaml".into(),
+            s(&dir.join("values.yaml")),
             "-f".into(),
             inline.clone(),
             "--set".into(),

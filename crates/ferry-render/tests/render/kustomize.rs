@@ -31,7 +31,11 @@ fn multi_base_overlay_renders_exactly_what_kubectl_kustomize_prints() {
         return;
     }
     let dir = fixture("kustomize/overlays/prod");
-    let out = render(&dir, &RenderOptions::default()).unwrap();
+    let opts = RenderOptions {
+        confine_to: Some(fixture("kustomize")),
+        ..RenderOptions::default()
+    };
+    let out = render(&dir, &opts).unwrap();
     assert_eq!(out.format, Format::Kustomize);
     let expected = kubectl_kustomize(&dir);
     assert_eq!(by_key(&out.objects), by_key(&expected));
@@ -86,7 +90,11 @@ fn deprecation_warnings_on_stderr_become_render_warnings() {
         return;
     }
     let dir = fixture("kustomize/legacy");
-    let out = render(&dir, &RenderOptions::default()).unwrap();
+    let opts = RenderOptions {
+        confine_to: Some(fixture("kustomize")),
+        ..RenderOptions::default()
+    };
+    let out = render(&dir, &opts).unwrap();
     assert_eq!(names(&out.objects), ["Deployment/jobs/worker"]);
     assert!(
         out.warnings

@@ -1,6 +1,6 @@
 //! `ferry render PATH`: the objects a source directory produces, in sync order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
@@ -93,8 +93,26 @@ impl SourceArgs {
                 set,
                 ..HelmOptions::default()
             },
+            confine_to: None,
         })
     }
+}
+
+/// The directory `ferry render PATH` may read from: the Git work tree PATH is in
+/// (the nearest ancestor with a `.git`), as the engine confines an app to its
+/// repository; else PATH itself (a file's directory). So an overlay may reach
+/// `../../base` inside its repository, and nothing outside it.
+pub fn confine_root(path: &Path) -> PathBuf {
+    let abs = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let start = if abs.is_dir() {
+        abs.clone()
+    } else {
+        abs.parent().map_or_else(|| abs.clone(), Path::to_path_buf)
+    };
+    start
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map_or(start.clone(), Path::to_path_buf)
 }
 
 /// Print the objects a source directory produces, as multi-document YAML in the order a sync applies them.
@@ -117,7 +135,9 @@ pub fn render_ordered(
     path: &std::path::Path,
     source: &SourceArgs,
 ) -> anyhow::Result<(Vec<Object>, plan::Plan)> {
-    let rendered = ferry_render::render(path, &source.options()?)
+    let mut opts = source.options()?;
+    opts.confine_to = Some(confine_root(path));
+    let rendered = ferry_render::render(path, &opts)
         .with_context(|| format!("rendering {}", path.display()))?;
     for w in &rendered.warnings {
         eprintln!("warning: {w}");
@@ -171,4 +191,27 @@ pub fn run(args: RenderArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confined_to_the_enclosing_work_tree_else_to_the_path() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = t.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("apps/web")).unwrap();
+        std::fs::write(repo.join("apps/web/a.yaml"), "").unwrap();
+        let repo = repo.canonicalize().unwrap();
+        assert_eq!(confine_root(&repo.join("apps/web")), repo);
+        assert_eq!(confine_root(&repo.join("apps/web/a.yaml")), repo);
+        let loose = t.path().join("loose/app");
+        std::fs::create_dir_all(&loose).unwrap();
+        std::fs::write(loose.join("a.yaml"), "").unwrap();
+        let loose = loose.canonicalize().unwrap();
+        assert_eq!(confine_root(&loose), loose);
+        assert_eq!(confine_root(&loose.join("a.yaml")), loose);
+    }
 }
