@@ -81,7 +81,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let name = format!("API on {}", listener.local_addr()?);
     let limiter = Limiter::new(limits.max_connections, limits.max_connections_per_ip);
-    tracing::debug!(
+    tracing::info!(
         "{name}: at most {} connections ({} per remote IP), header timeout {:?}, idle timeout {:?}",
         limits.max_connections,
         limits.max_connections_per_ip,

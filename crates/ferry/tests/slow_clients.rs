@@ -184,3 +184,85 @@ fn regression_connection_cap_keeps_established_keep_alive_client_served() {
         d.log_tail()
     );
 }
+
+#[test]
+fn regression_out_of_file_descriptors_on_accept_is_backed_off_not_fatal() {
+    let _serial = util::serial();
+    let home = tempfile::tempdir().unwrap();
+    let log_path = home.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let log_tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- daemon log ---\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    };
+    // A hard open-files limit of 200 (which the daemon cannot raise) and a cap
+    // above it: accepting runs out of descriptors before the cap is reached.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 200 && exec \"$0\" serve --addr 127.0.0.1:0 --header-timeout 2s --max-connections 1000")
+        .arg(util::ferry_bin())
+        .env("FERRY_HOME", home.path())
+        .env("RUST_LOG", "info")
+        .env_remove("FERRY_SERVER")
+        .env_remove("FERRY_TOKEN")
+        .env_remove("FERRY_WEBHOOK_SECRET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let port = util::eventually("daemon.json of the new daemon", 20, log_tail, || {
+        let text = std::fs::read_to_string(home.path().join("daemon.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["pid"].as_u64() == Some(u64::from(pid))).then_some(())?;
+        let addr: std::net::SocketAddr = v["addr"].as_str()?.parse().ok()?;
+        Some(addr.port())
+    });
+    let stop = |child: &mut std::process::Child| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = child.wait();
+    };
+
+    let mut slow = slow_clients(port, 300, b"GET /healthz HTTP/1.1\r\nHost:");
+    util::eventually("an accept error in the log", 20, log_tail, || {
+        std::fs::read_to_string(&log_path)
+            .ok()?
+            .contains("accept failed")
+            .then_some(())
+    });
+    // Every slow client is closed in time (those waiting in the backlog once
+    // descriptors free up), and then /healthz answers from the same daemon.
+    for (i, s) in slow.iter_mut().enumerate() {
+        if !closed_silently(s) {
+            stop(&mut child);
+            panic!("slow client {i} was not closed\n{}", log_tail());
+        }
+    }
+    let answered = util::eventually("/healthz after the flood", 30, log_tail, || {
+        healthz(port).filter(|(s, _)| s.starts_with("HTTP/1.1 200"))
+    });
+    let alive = matches!(child.try_wait(), Ok(None));
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    stop(&mut child);
+    assert!(alive, "the daemon exited\n{}", log_tail());
+    assert!(answered.1.contains("ok"), "{answered:?}");
+    // Logged per burst, not per failed accept: no hot loop.
+    let logged = text.matches("accept failed").count();
+    eprintln!(
+        "{logged} bursts of accept errors logged; {} recoveries",
+        text.matches("accepting connections again").count()
+    );
+    assert!(
+        (1..=300).contains(&logged),
+        "{logged} accept errors logged\n{}",
+        log_tail()
+    );
+}
