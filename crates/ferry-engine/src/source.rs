@@ -301,6 +301,16 @@ fn render(
             message: e.to_string(),
             unreachable: false,
         })?;
+    // The render may read the whole checkout of the commit (an overlay's `../base`)
+    // and nothing outside it.
+    let root = repos.checkout(url, commit, "").map_err(|e| SourceError {
+        message: e.to_string(),
+        unreachable: false,
+    })?;
+    let opts = &RenderOptions {
+        confine_to: Some(root),
+        ..opts.clone()
+    };
     let out = ferry_render::render(&dir, opts).map_err(|e| SourceError {
         message: format!(
             "rendering {url} at {} path {:?}: {}",

@@ -1437,3 +1437,78 @@ async fn an_operation_interrupted_too_often_is_given_up_with_its_history_entry_f
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].result, OperationPhase::Failed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_kustomization_reaching_outside_the_repository_is_a_comparison_error() {
+    let has_kubectl = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("kubectl").is_file()));
+    if !has_kubectl {
+        eprintln!("SKIPPED: kubectl is not on PATH");
+        return;
+    }
+    // An overlay reaching its base inside the repository renders and syncs.
+    let w = World::new(&[
+        (
+            "overlays/prod/kustomization.yaml",
+            "resources:\n  - ../../base\n",
+        ),
+        ("base/kustomization.yaml", "resources:\n  - cm.yaml\n"),
+        ("base/cm.yaml", &config_map("settings", "hello", &[])),
+    ]);
+    w.engine
+        .create_app(w.app("web", "overlays/prod", Value::Null), false)
+        .unwrap();
+    let op = w.engine.sync("web", manual_sync(true)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Succeeded, "{}", op.message);
+    let before = w.live("ConfigMap", "settings").unwrap();
+
+    // A commit whose kustomization climbs out of the checkout to a directory on the
+    // host (as far up as it takes: `..` stops at `/`) renders nothing of it.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(
+        outside.path().join("kustomization.yaml"),
+        "resources:\n  - cm.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        outside.path().join("cm.yaml"),
+        config_map("stolen", "from the host", &[]),
+    )
+    .unwrap();
+    let escape = format!(
+        "{}{}",
+        "../".repeat(64),
+        outside.path().display().to_string().trim_start_matches('/')
+    );
+    w.repo.commit(
+        &[
+            (
+                "overlays/prod/kustomization.yaml",
+                &format!("resources:\n  - ../../base\n  - {escape}\n"),
+            ),
+            ("base/cm.yaml", &config_map("settings", "changed", &[])),
+        ],
+        &[],
+        "reach outside",
+    );
+    let v = w.engine.refresh("web", false).await.unwrap();
+    let cond = v
+        .status
+        .status
+        .condition(COMPARISON_ERROR)
+        .expect("a ComparisonError");
+    let want = format!(
+        "overlays/prod/kustomization.yaml: resources[1] {escape:?} points outside the repository"
+    );
+    assert!(cond.message.contains(&want), "{want:?} in {}", cond.message);
+    assert_eq!(v.status.status.sync.status, SyncCode::Unknown);
+    let op = w.engine.sync("web", manual_sync(true)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Failed);
+    assert!(op.message.contains("nothing was applied"), "{}", op.message);
+    assert!(w.live("ConfigMap", "stolen").is_none());
+    assert_eq!(
+        w.live("ConfigMap", "settings").unwrap(),
+        before,
+        "live state untouched"
+    );
+}
