@@ -439,6 +439,12 @@ impl Runtime {
                 });
             }
             if Instant::now() >= deadline {
+                // runc and its supervisor share a process group: end both.
+                if let Ok(pgid) = i32::try_from(supervisor_pid)
+                    && pgid > 1
+                {
+                    let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
                 return Err(Error::Start {
                     id: id.to_string(),
                     runc: format!(

@@ -387,11 +387,23 @@ async fn survives_the_daemons_death_and_is_readopted() {
         ])
         .env(DAEMON_DIR, h.tmp.path())
         .env("FERRY_CONTAINER_TEST_ID", &id)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // Killed only once `run` has returned: the daemon has recorded the container.
+    let stdout = daemon.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    bounded("the daemon to start its container", async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("started ") {
+                return;
+            }
+        }
+        panic!("the daemon exited without starting its container");
+    })
+    .await;
     log_line(&log, "tick 3").await;
     daemon.start_kill().unwrap();
     bounded("daemon death", daemon.wait()).await.unwrap();

@@ -108,6 +108,11 @@ impl Harness {
             );
         }
         assert!(self.runtime.list().await.unwrap().is_empty());
+        let dirs = self.runtime.container_dir("x");
+        let left: Vec<_> = std::fs::read_dir(dirs.parent().unwrap())
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "container directories left: {left:?}");
         assert!(
             mounts_under(self.tmp.path()).is_empty(),
             "mounts left: {:?}",
