@@ -186,7 +186,9 @@ enum Supervisor {
 }
 
 /// A started container. Dropping the handle leaves the container running (as a
-/// daemon's death does); [`Runtime::adopt`] makes a new handle.
+/// daemon's death does); [`Runtime::adopt`] makes a new handle. Once it has exited,
+/// [`Runtime::delete`] frees its cgroups, root filesystem and directory (until then
+/// runc lists it as stopped, and its exit stays readable).
 pub struct Container {
     id: String,
     pid: u32,
