@@ -34,6 +34,16 @@ pub fn admit(value: &mut Value) -> Result<(), Vec<String>> {
     }
 }
 
+/// The API server's answer for an object [`admit`] refused: a decoding error as it
+/// is, field errors as `Kind "name" is invalid: [a, b]`.
+pub fn refusal(kind: &str, name: &str, errors: &[String]) -> String {
+    match errors {
+        [one] if one.contains(" cannot be handled as a ") => one.clone(),
+        [one] => format!("{kind} {name:?} is invalid: {one}"),
+        many => format!("{kind} {name:?} is invalid: [{}]", many.join(", ")),
+    }
+}
+
 fn admit_secret(value: &mut Value) -> Result<(), Vec<String>> {
     // Checked before folding: a bad value the user wrote is reported as theirs.
     if let Some(data) = value.get("data").and_then(Value::as_object) {

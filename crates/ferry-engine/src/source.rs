@@ -345,7 +345,27 @@ fn refuse_invalid_names(
     let invalid: Vec<String> = objects
         .iter()
         .filter_map(|o| {
-            let problem = ferry_core::names::validate_object(o).err()?;
+            let schema = ferry_core::schema::check(o).errors;
+            let problem = match ferry_core::names::validate_object(o) {
+                Err(mut e) => {
+                    e.errors.extend(schema);
+                    e.to_string()
+                }
+                Ok(()) if !schema.is_empty() => ferry_core::names::InvalidObject {
+                    group: o.group().to_string(),
+                    kind: o.kind().to_string(),
+                    name: o.name().to_string(),
+                    errors: schema,
+                }
+                .to_string(),
+                Ok(()) => {
+                    // What the store would refuse on write (bad base64, data too
+                    // big) must stop the render too, or a sync would half-apply.
+                    let mut body = o.value().clone();
+                    let errors = ferry_core::admit::admit(&mut body).err()?;
+                    ferry_core::admit::refusal(o.kind(), o.name(), &errors)
+                }
+            };
             Some(match o.source() {
                 Some(at) => format!("{}:{}: {problem}", repo_file(src, &at.file), at.line),
                 None => problem.to_string(),
@@ -365,7 +385,7 @@ fn refuse_invalid_names(
     if more > 0 {
         message.push_str(&format!("; and {more} more invalid objects"));
     }
-    message.push_str("; fix the names in Git");
+    message.push_str("; fix them in Git");
     Err(SourceError {
         message,
         unreachable: false,

@@ -202,6 +202,35 @@ pub fn check_names(obj: &Object) -> Result<()> {
     ferry_core::names::validate_object(obj).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// Refuses a body its kind's schema refuses (see [`ferry_core::schema`]): missing
+/// required fields, wrong types, the rules the runtime relies on.
+fn check_schema(body: &Value) -> Result<()> {
+    let obj = Object::from_value(body.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let report = ferry_core::schema::check(&obj);
+    if report.errors.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Invalid(
+        ferry_core::names::InvalidObject {
+            group: obj.group().to_string(),
+            kind: obj.kind().to_string(),
+            name: obj.name().to_string(),
+            errors: report.errors,
+        }
+        .to_string(),
+    ))
+}
+
+/// `obj`'s body as the API server stores it (Secret `stringData` folded into `data`,
+/// `type` defaulted; see [`ferry_core::admit`]), or its refusal in its words.
+fn admitted(obj: &Object) -> Result<Value> {
+    let mut body = obj.value().clone();
+    ferry_core::admit::admit(&mut body).map_err(|errors| {
+        Error::Invalid(ferry_core::admit::refusal(obj.kind(), obj.name(), &errors))
+    })?;
+    Ok(body)
+}
+
 fn key_string(key: &ObjectKey) -> String {
     key.to_string()
 }
@@ -488,7 +517,7 @@ impl Cluster {
             )));
         }
         check_names(obj)?;
-        let mut applied = obj.value().clone();
+        let mut applied = admitted(obj)?;
         if is_namespaced(&key.kind) {
             applied["metadata"]["namespace"] = Value::String(key.namespace.clone());
         }
@@ -627,6 +656,10 @@ impl Cluster {
                 .unwrap_or(0);
             body["metadata"]["generation"] = json!(g + 1);
         }
+        // The schema is judged on the merged object, as the API server judges an
+        // apply: a partial intent (`{"spec": {"replicas": 4}}`) is fine when the rest
+        // is already there.
+        check_schema(&body)?;
         if dry_run {
             return Object::from_value(body).map_err(|e| Error::Invalid(e.to_string()));
         }
@@ -667,7 +700,7 @@ impl Cluster {
     pub fn update_as(&self, obj: &Object, manager: &str) -> Result<Object> {
         check_names(obj)?;
         let key = Self::canonical_key(obj);
-        let mut body = obj.value().clone();
+        let mut body = admitted(obj)?;
         if is_namespaced(&key.kind) {
             body["metadata"]["namespace"] = Value::String(key.namespace.clone());
         }
@@ -962,7 +995,9 @@ mod tests {
         obj(json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web"},
-            "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "web", "image": image}]}}}
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": image}]}}}
         }))
     }
 
