@@ -69,7 +69,20 @@ pub fn check(obj: &Object) -> SchemaReport {
     let mut report = SchemaReport::default();
     let v = obj.value();
     if let Some(typed) = check_for(obj.api_version(), obj.kind()) {
-        typed(v, &mut report);
+        // Base64 under a Secret's `data` (and a ConfigMap's `binaryData`) is judged by
+        // `admit`, in the API server's words and naming the key.
+        if obj.api_version() == "v1" && matches!(obj.kind(), "Secret" | "ConfigMap") {
+            let mut without = v.clone();
+            if let Some(m) = without.as_object_mut() {
+                m.remove("binaryData");
+                if obj.kind() == "Secret" {
+                    m.remove("data");
+                }
+            }
+            typed(&without, &mut report);
+        } else {
+            typed(v, &mut report);
+        }
     }
     // Semantic rules only once the shape is right: a wrong type already says enough.
     if report.errors.is_empty() {

@@ -22,10 +22,10 @@ pub use config::{Backoff, EngineConfig};
 pub use engine::{Deleted, Engine, WaitFor};
 pub use error::{Error, Result};
 pub use status::{
-    AppStatus, AppView, COMPARISON_ERROR, ComparedTo, Condition, HealthInfo, HistoryEntry,
-    HookRun, InitiatedBy, Operation, OperationPhase, OperationState, RENDER_WARNING, ResourceResult,
-    ResourceStatus, ResultCode, SHARED_RESOURCE_WARNING, SYNC_ATTEMPT, SYNC_ERROR, StatusView, Summary, SyncCode,
-    SyncInfo, SyncOperation, SyncResult,
+    AppStatus, AppView, COMPARISON_ERROR, ComparedTo, Condition, HealthInfo, HistoryEntry, HookRun,
+    InitiatedBy, Operation, OperationPhase, OperationState, RENDER_WARNING, ResourceResult,
+    ResourceStatus, ResultCode, SHARED_RESOURCE_WARNING, SYNC_ATTEMPT, SYNC_ERROR, StatusView,
+    Summary, SyncCode, SyncInfo, SyncOperation, SyncResult,
 };
 pub use sync::{ResourceFilter, SyncRequest};
 pub use tracking::{FIELD_MANAGER, INSTANCE_LABEL, TRACKING_ID, tracking_id};

@@ -177,7 +177,8 @@ impl Sources {
                         message: format!("rendering {}: the render task failed: {e}", src.repo_url),
                         unreachable: false,
                     })??;
-            refuse_invalid_names(&src, &commit, &rendered.objects)?;
+            let unknown = refuse_invalid_names(&src, &commit, &rendered.objects)?;
+            out.warnings.extend(unknown);
             if i == 0 {
                 out.revision = commit;
             }
@@ -337,15 +338,33 @@ const INVALID_SHOWN: usize = 5;
 /// Refuses a render holding an object the API server would refuse for its names: the
 /// whole app fails to compare (and so to sync) until Git is fixed, with each bad
 /// object named by file, line and field. Nothing of it is applied.
+///
+/// Fields a kind's schema does not know come back as warnings (`file:line: Deployment
+/// "web": unknown field "spec.replica"`), as kubectl's `--validate=warn` prints them.
 fn refuse_invalid_names(
     src: &ApplicationSource,
     commit: &str,
     objects: &[Object],
-) -> Result<(), SourceError> {
+) -> Result<Vec<String>, SourceError> {
+    let mut unknown = Vec::new();
     let invalid: Vec<String> = objects
         .iter()
         .filter_map(|o| {
-            let schema = ferry_core::schema::check(o).errors;
+            let report = ferry_core::schema::check(o);
+            if !report.unknown.is_empty() && unknown.len() < INVALID_SHOWN {
+                let at = o
+                    .source()
+                    .map(|at| format!("{}:{}: ", repo_file(src, &at.file), at.line))
+                    .unwrap_or_default();
+                for field in &report.unknown {
+                    unknown.push(format!(
+                        "{at}{} {:?}: unknown field {field:?} (not in the schema of its kind; check the spelling)",
+                        o.kind(),
+                        o.name()
+                    ));
+                }
+            }
+            let schema = report.errors;
             let problem = match ferry_core::names::validate_object(o) {
                 Err(mut e) => {
                     e.errors.extend(schema);
@@ -373,7 +392,7 @@ fn refuse_invalid_names(
         })
         .collect();
     if invalid.is_empty() {
-        return Ok(());
+        return Ok(unknown);
     }
     let more = invalid.len().saturating_sub(INVALID_SHOWN);
     let mut message = format!(

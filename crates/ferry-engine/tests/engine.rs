@@ -1512,3 +1512,53 @@ async fn regression_a_kustomization_reaching_outside_the_repository_is_a_compari
         "live state untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn regression_a_misspelt_field_is_a_render_warning_and_bad_secret_data_a_comparison_error() {
+    // `replica` for `replicas`: applied as written by Kubernetes' lenient decoders,
+    // so the app must say so rather than run one replica in silence.
+    let dep =
+        deployment(1, "registry.local/web:1").replace("replicas: 1", "replica: 3\n  replicas: 1");
+    let w = World::new(&[("app/deployment.yaml", &dep)]);
+    w.engine
+        .create_app(w.app("web", "app", Value::Null), false)
+        .unwrap();
+    let v = w.engine.refresh("web", false).await.unwrap();
+    let warning = v
+        .status
+        .status
+        .condition(ferry_engine::RENDER_WARNING)
+        .expect("a render warning");
+    assert!(
+        warning
+            .message
+            .contains("app/deployment.yaml:1: Deployment \"web\": unknown field \"spec.replica\""),
+        "{}",
+        warning.message
+    );
+    // A Secret whose data is not base64 would be refused by the store mid-sync:
+    // the render refuses it first, naming the key, and nothing is applied.
+    w.repo.commit(
+        &[(
+            "app/secret.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: not base64!\n",
+        )],
+        &[],
+        "a secret with clear text under data",
+    );
+    let v = w.engine.refresh("web", false).await.unwrap();
+    let cond = v
+        .status
+        .status
+        .condition(COMPARISON_ERROR)
+        .expect("a ComparisonError");
+    assert!(
+        cond.message.contains("app/secret.yaml:1: Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data")
+            && cond.message.contains("data[password]"),
+        "{}",
+        cond.message
+    );
+    let op = w.engine.sync("web", manual_sync(true)).await.unwrap();
+    assert_eq!(op.phase, OperationPhase::Failed, "{}", op.message);
+    assert!(w.live("Deployment", "web").is_none(), "nothing applied");
+}
