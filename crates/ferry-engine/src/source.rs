@@ -177,8 +177,6 @@ impl Sources {
                         message: format!("rendering {}: the render task failed: {e}", src.repo_url),
                         unreachable: false,
                     })??;
-            let unknown = refuse_invalid_names(&src, &commit, &rendered.objects)?;
-            out.warnings.extend(unknown);
             if i == 0 {
                 out.revision = commit;
             }
@@ -259,7 +257,11 @@ impl Sources {
         if !hard && let Some(r) = lock(&self.renders).map.get(&key) {
             return Ok((commit.to_string(), r.clone(), unreachable));
         }
-        let rendered = render(&job.repos, url, &commit, &job.source, &job.opts)?;
+        let mut rendered = render(&job.repos, url, &commit, &job.source, &job.opts)?;
+        // Judged once per render, not per refresh: the cache below keeps the verdict
+        // with the objects, so the steady-state refresh pays nothing for it.
+        let unknown = refuse_invalid_names(&job.source, commit.as_str(), &rendered.objects)?;
+        rendered.warnings.extend(unknown);
         let rendered = Arc::new(rendered);
         let mut cache = lock(&self.renders);
         if cache.map.insert(key.clone(), rendered.clone()).is_none() {
