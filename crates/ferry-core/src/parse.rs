@@ -10,21 +10,35 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::object::{Object, Source};
 
-/// Bounds on what one file may make the parser do.
+/// Bounds on what one file (and one render) may make the parser do.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Largest file accepted, in bytes.
+    /// Largest file accepted, in bytes. Renderers compare a file's size on disk with
+    /// this before reading it, so a huge file costs no memory to refuse.
     pub max_bytes: usize,
+    /// Most bytes one render may read in all: every manifest file together, or a
+    /// tool's whole output. Many files each under `max_bytes` stop here.
+    pub max_render_bytes: usize,
     /// Deepest nesting of mappings and sequences.
     pub max_depth: usize,
     /// Most documents in one file.
     pub max_documents: usize,
 }
 
+/// Largest manifest file read, in bytes (16 MiB).
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+
+/// Most bytes of manifests one render reads in all, in bytes (64 MiB).
+pub const MAX_RENDER_BYTES: usize = 64 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_bytes: 64 << 20,
+            // No object may be over 1.5 MiB (etcd's request limit, which the store
+            // enforces too), so a file over 16 MiB is a generated dump or an attack;
+            // parsing YAML costs several times its size in memory.
+            max_bytes: MAX_FILE_BYTES,
+            max_render_bytes: MAX_RENDER_BYTES,
             max_depth: 100,
             max_documents: 100_000,
         }

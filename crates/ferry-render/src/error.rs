@@ -74,6 +74,19 @@ pub enum Error {
         /// Why it is refused and what to do instead.
         reason: String,
     },
+    /// The render would read more bytes in all than one render may (each file may be
+    /// under the per-file limit); nothing more was read.
+    #[error(
+        "{file}: reading it would bring this render to {total} bytes, more than the {limit}-byte limit for one render; render fewer or smaller files (narrow directory.include or split the app)"
+    )]
+    OverBudget {
+        /// The file (or command) whose bytes crossed the limit.
+        file: String,
+        /// The bytes the render would have read with it.
+        total: u64,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The program exists but could not be started.
     #[error("could not run {}: {source}", program.display())]
     Spawn {

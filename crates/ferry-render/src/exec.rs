@@ -17,6 +17,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Most of a failing program's stderr kept in the error.
 const STDERR_LIMIT: usize = 8 * 1024;
 
+/// Most of a program's stdout read: what one render may read in all, so a tool
+/// cannot make the daemon hold more than a plain directory could.
+const OUTPUT_LIMIT: usize = ferry_core::parse::MAX_RENDER_BYTES;
+
 /// What a program printed when it succeeded.
 pub(crate) struct Captured {
     pub(crate) stdout: String,
@@ -68,7 +72,22 @@ pub(crate) fn run(
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             let res = match pipe {
-                Some(mut p) => p.read_to_end(&mut buf).map(|_| buf),
+                Some(mut p) => {
+                    // Never hold more than a render may read: stdout past the budget
+                    // is reported as soon as it is seen (and the program killed);
+                    // stderr past its cap is drained and dropped so the program
+                    // cannot stall on a full pipe.
+                    let cap = if is_stdout {
+                        OUTPUT_LIMIT
+                    } else {
+                        STDERR_LIMIT
+                    };
+                    let read = p.by_ref().take(cap as u64 + 1).read_to_end(&mut buf);
+                    if read.is_ok() && !is_stdout && buf.len() > cap {
+                        let _ = std::io::copy(&mut p, &mut std::io::sink());
+                    }
+                    read.map(|_| buf)
+                }
                 None => Ok(buf),
             };
             let _ = tx.send((is_stdout, res));
@@ -89,6 +108,14 @@ pub(crate) fn run(
     for _ in 0..2 {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(remaining) {
+            Ok((true, Ok(bytes))) if bytes.len() > OUTPUT_LIMIT => {
+                kill(&mut child);
+                return Err(Error::OverBudget {
+                    file: format!("the output of `{command}`"),
+                    total: bytes.len() as u64,
+                    limit: OUTPUT_LIMIT,
+                });
+            }
             Ok((is_stdout, Ok(bytes))) => {
                 if is_stdout {
                     stdout = bytes;

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
-use ferry_core::parse::parse_str;
+use ferry_core::parse::{Limits, parse_str_with};
 
 use crate::confine::Root;
 use crate::error::{Error, Result};
@@ -64,7 +64,13 @@ pub(crate) fn render(
     let command = exec::display("helm", &args);
     let out = exec::run(program, &args, &command, tools.timeout())?;
     drop(inline);
-    let objects = parse_str(&out.stdout, &command)?;
+    // A tool's output is the whole app: held to the render budget (already
+    // enforced while reading it), not to the per-file limit.
+    let limits = Limits {
+        max_bytes: Limits::default().max_render_bytes,
+        ..Limits::default()
+    };
+    let objects = parse_str_with(&out.stdout, &command, &limits)?;
     let warnings = out
         .stderr
         .lines()

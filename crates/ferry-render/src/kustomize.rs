@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use ferry_core::parse::{Limits, parse_str, parse_values};
+use ferry_core::parse::{Limits, parse_str_with, parse_values};
 use serde_json::Value;
 
 use crate::confine::{Root, resolve};
@@ -38,7 +38,13 @@ pub(crate) fn render(dir: &Path, tools: &Toolchain, root: &Root) -> Result<Outpu
     args.push(dir.as_os_str().to_owned());
     let command = exec::display(name, &args);
     let out = exec::run(program, &args, &command, tools.timeout())?;
-    let objects = parse_str(&out.stdout, &command)?;
+    // A tool's output is the whole app: held to the render budget (already
+    // enforced while reading it), not to the per-file limit.
+    let limits = Limits {
+        max_bytes: Limits::default().max_render_bytes,
+        ..Limits::default()
+    };
+    let objects = parse_str_with(&out.stdout, &command, &limits)?;
     // kustomize reports deprecations (`commonLabels`, `patchesStrategicMerge`) on stderr.
     let warnings = out
         .stderr
@@ -135,10 +141,7 @@ impl Walk<'_> {
             }
             .into());
         }
-        let text = std::fs::read_to_string(&file).map_err(|source| Error::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text = crate::plain::read_bounded(&file, &shown, limit)?;
         let Some((_, doc)) = parse_values(&text, &shown)?.into_iter().next() else {
             return Ok(());
         };

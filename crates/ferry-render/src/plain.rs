@@ -32,6 +32,7 @@ pub(crate) fn render(path: &Path, opts: &DirectoryOptions, root: &Root) -> Resul
     let files = if path.is_dir() {
         list(path, opts, root, &mut warnings)?
     } else {
+        // A size that cannot be read is taken as 0 here; reading stops at the limit.
         let size = std::fs::metadata(path).map_or(0, |m| m.len());
         vec![ManifestFile {
             path: path.to_path_buf(),
@@ -39,6 +40,7 @@ pub(crate) fn render(path: &Path, opts: &DirectoryOptions, root: &Root) -> Resul
             size,
         }]
     };
+    check_sizes(&files, &Limits::default())?;
     let mut objects = Vec::new();
     for parsed in parse_all(&files) {
         objects.extend(parsed?);
@@ -105,6 +107,33 @@ fn list(
         });
     }
     Ok(files)
+}
+
+/// Refuses the render before any file is read when one file is over the per-file
+/// limit or all of them together are over the per-render budget; the error names the
+/// first file (in walk order) that crosses a limit, so memory stays flat however
+/// big the commit is.
+fn check_sizes(files: &[ManifestFile], limits: &Limits) -> Result<()> {
+    let mut total: u64 = 0;
+    for file in files {
+        if file.size > limits.max_bytes as u64 {
+            return Err(ferry_core::Error::TooLarge {
+                file: file.name.clone(),
+                size: usize::try_from(file.size).unwrap_or(usize::MAX),
+                limit: limits.max_bytes,
+            }
+            .into());
+        }
+        total = total.saturating_add(file.size);
+        if total > limits.max_render_bytes as u64 {
+            return Err(Error::OverBudget {
+                file: file.name.clone(),
+                total,
+                limit: limits.max_render_bytes,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Compiles an include/exclude pattern the way Argo CD matches it: `*` also crosses
@@ -186,11 +215,36 @@ fn load(file: &ManifestFile) -> Result<Vec<Object>> {
         }
         .into());
     }
-    let text = std::fs::read_to_string(&file.path).map_err(|source| Error::Io {
-        path: file.path.clone(),
-        source,
-    })?;
+    let text = read_bounded(&file.path, &file.name, limit)?;
     Ok(parse_str(&text, &file.name)?)
+}
+
+/// Reads a file as UTF-8, never more than `limit` bytes (plus one, to notice): a file
+/// that grew after it was listed, or whose size the listing could not see, is still
+/// refused without being read whole.
+pub(crate) fn read_bounded(path: &Path, name: &str, limit: usize) -> Result<String> {
+    use std::io::Read as _;
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::new();
+    f.take(limit as u64 + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() > limit {
+        return Err(ferry_core::Error::TooLarge {
+            file: name.to_string(),
+            size: buf.len(),
+            limit,
+        }
+        .into());
+    }
+    String::from_utf8(buf).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text: {e}"),
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod confine;
 mod helm;
 mod kustomize;
+mod limits;
 mod plain;
 mod tools;
 mod util;
