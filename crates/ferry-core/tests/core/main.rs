@@ -2,6 +2,7 @@
 
 mod argo;
 mod diff;
+mod fuzz;
 mod health;
 mod names;
 mod plan;
