@@ -14,6 +14,8 @@
 //! `Upgrade` requests (WebSocket) and `CONNECT`.
 
 mod chunked;
+#[cfg(test)]
+mod fuzz;
 mod head;
 mod upstream;
 
