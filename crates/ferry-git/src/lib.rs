@@ -29,7 +29,7 @@ pub use creds::Credentials;
 pub use error::{Error, Result};
 pub use push::{FERRY_AUTHOR_EMAIL, FERRY_AUTHOR_NAME};
 pub use tree::path_touched;
-pub use url::{RepoUrl, Scheme};
+pub use url::{RepoUrl, Scheme, redact, split_userinfo};
 
 /// The cache is shared across the engine's blocking tasks.
 const _: () = {

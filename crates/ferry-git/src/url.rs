@@ -191,6 +191,36 @@ pub(crate) fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{host_port}"))
 }
 
+/// `url` with any `user:password@` removed, for every message, log line and UI that
+/// shows a URL as it was written: `https://u:p@host/x.git` → `https://host/x.git`.
+/// Anything that is not a `scheme://` URL is returned as it is.
+pub fn redact(url: &str) -> String {
+    strip_userinfo(url)
+}
+
+/// Splits the user-info off an `http(s)` URL as written: the URL without it (otherwise
+/// unchanged, so it still matches what an Application names) and the percent-decoded
+/// user name and password. `None` when the URL is not `http(s)` or carries no user-info.
+pub fn split_userinfo(url: &str) -> Option<(String, Option<String>, Option<String>)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let at = rest[..end].rfind('@')?;
+    let userinfo = &rest[..at];
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
+        None => (percent_decode(userinfo), None),
+    };
+    let stripped = format!("{scheme}://{}", &rest[at + 1..]);
+    Some((
+        stripped,
+        Some(user).filter(|u| !u.is_empty()),
+        password.filter(|p| !p.is_empty()),
+    ))
+}
+
 /// Remove `user:password@` from anything that looks like a URL, for messages.
 pub(crate) fn strip_userinfo(s: &str) -> String {
     let Some((scheme, rest)) = s.split_once("://") else {
@@ -411,6 +441,34 @@ mod tests {
             .to_string();
         assert!(err.contains("unsupported scheme"), "{err}");
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn split_userinfo_keeps_the_rest_of_the_url_as_written() {
+        assert_eq!(
+            split_userinfo("https://bob:p%40ss@Git.Example/Org/App.git/"),
+            Some((
+                "https://Git.Example/Org/App.git/".to_string(),
+                Some("bob".to_string()),
+                Some("p@ss".to_string())
+            ))
+        );
+        assert_eq!(
+            split_userinfo("http://tok3n@h:8080/x"),
+            Some((
+                "http://h:8080/x".to_string(),
+                Some("tok3n".to_string()),
+                None
+            ))
+        );
+        assert_eq!(split_userinfo("https://h/x@y"), None, "an @ in the path");
+        assert_eq!(
+            split_userinfo("ssh://git@h/x"),
+            None,
+            "ssh users are logins"
+        );
+        assert_eq!(split_userinfo("/srv/git/x"), None);
+        assert_eq!(redact("https://u:secret@h/x"), "https://h/x");
     }
 
     #[test]

@@ -202,9 +202,46 @@ pub fn check_names(obj: &Object) -> Result<()> {
     ferry_core::names::validate_object(obj).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// Largest object stored, in bytes of JSON: etcd's default request limit (1.5 MiB),
+/// which a Kubernetes API server meets as `etcdserver: request is too large`.
+pub const MAX_OBJECT_BYTES: usize = 3 << 19;
+
+/// Refuses a body over [`MAX_OBJECT_BYTES`] of JSON, as etcd would refuse it, so one
+/// object cannot grow the store (and every watch and list that copies it) without bound.
+fn check_size(body: &Value) -> Result<()> {
+    /// Counts bytes without keeping them.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a Value always serialises.
+    let _ = serde_json::to_writer(&mut count, body);
+    if count.0 <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("object");
+    let name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Err(Error::Invalid(format!(
+        "{kind} {name:?} is {} bytes of JSON, more than the {MAX_OBJECT_BYTES}-byte limit for one object (etcdserver: request is too large); keep large data out of the object (mount it from an image or a volume)",
+        count.0
+    )))
+}
+
 /// Refuses a body its kind's schema refuses (see [`ferry_core::schema`]): missing
-/// required fields, wrong types, the rules the runtime relies on.
+/// required fields, wrong types, the rules the runtime relies on. The body is the
+/// merged object about to be stored, so its size is judged here too.
 fn check_schema(body: &Value) -> Result<()> {
+    check_size(body)?;
     let obj = Object::from_value(body.clone()).map_err(|e| Error::Invalid(e.to_string()))?;
     let report = ferry_core::schema::check(&obj);
     if report.errors.is_empty() {
@@ -224,6 +261,7 @@ fn check_schema(body: &Value) -> Result<()> {
 /// `obj`'s body as the API server stores it (Secret `stringData` folded into `data`,
 /// `type` defaulted; see [`ferry_core::admit`]), or its refusal in its words.
 fn admitted(obj: &Object) -> Result<Value> {
+    check_size(obj.value())?;
     let mut body = obj.value().clone();
     ferry_core::admit::admit(&mut body).map_err(|errors| {
         Error::Invalid(ferry_core::admit::refusal(obj.kind(), obj.name(), &errors))
@@ -999,6 +1037,41 @@ mod tests {
                      "template": {"metadata": {"labels": {"app": "web"}},
                                   "spec": {"containers": [{"name": "web", "image": image}]}}}
         }))
+    }
+
+    /// A Deployment whose container args make it about `bytes` bytes of JSON.
+    fn padded(bytes: usize) -> Object {
+        let mut d = deploy(1, "a");
+        let arg = "x".repeat(1000);
+        d.value_mut()["spec"]["template"]["spec"]["containers"][0]["args"] =
+            json!(vec![arg; bytes / 1003]);
+        d
+    }
+
+    #[test]
+    fn regression_objects_over_the_etcd_limit_are_refused_on_every_write() {
+        let c = Cluster::in_memory();
+        let err = c
+            .apply(&padded(2 << 20), &ApplyOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Deployment \"web\"") && err.contains(&MAX_OBJECT_BYTES.to_string()),
+            "{err}"
+        );
+        assert!(c.list(None, None).is_empty(), "nothing stored");
+        // Just under the limit is fine; growing it past the limit with an update is not.
+        let fits = c
+            .apply(
+                &padded(MAX_OBJECT_BYTES - 64 * 1024),
+                &ApplyOptions::default(),
+            )
+            .unwrap();
+        let mut grown = fits.clone();
+        grown.value_mut()["spec"]["template"]["spec"]["containers"][0]["args"] =
+            json!(vec!["y".repeat(1000); 1700]);
+        let err = c.update_as(&grown, "someone").unwrap_err().to_string();
+        assert!(err.contains("etcdserver: request is too large"), "{err}");
     }
 
     #[test]

@@ -188,7 +188,49 @@ pub fn router(state: AppState) -> Router {
             state.auth.clone(),
             crate::auth::require,
         ))
+        // Outermost, so an oversized body is refused before anything reads it.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// Largest request body read, in bytes: the Kubernetes API server's 3 MiB. (axum's
+/// own default is 2 MB, refused with a bare "length limit exceeded".)
+pub const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// Refuses a body over [`MAX_BODY_BYTES`] with a 413 that says what to do: at once
+/// when `Content-Length` says so, and in place of axum's terse answer when a body
+/// without a length turns out too big while it is read.
+async fn limit_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = |size: Option<u64>| {
+        let size = size.map(|s| format!(" of {s} bytes")).unwrap_or_default();
+        ApiError {
+            code: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "Request entity too large: limit is {MAX_BODY_BYTES}: the request body{size} is more than the API reads; send objects one at a time, and keep any one object under 1.5 MiB"
+            ),
+        }
+        .into_response()
+    };
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return too_large(declared);
+    }
+    let res = next.run(req).await;
+    if res.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+        && res
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            != Some("application/json")
+    {
+        return too_large(None);
+    }
+    res
 }
 
 /// Why `ns`/`name` from a URL can name no object of `kind`, in the API server's words;

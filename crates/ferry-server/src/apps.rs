@@ -110,6 +110,74 @@ fn application_of(body: &Bytes) -> Result<Object, ApiError> {
     Ok(obj)
 }
 
+/// Moves user names and passwords written into `http(s)` `repoURL`s
+/// (`https://user:token@host/repo.git`) into the repository credentials
+/// (`repos.json`, passwords encrypted at rest) and leaves the URL without them in the
+/// Application, so no spec, history entry, event or error ever shows them. The whole
+/// user-info goes, not just the password: a token is often written as the user name
+/// (`https://TOKEN@github.com/…`).
+fn take_repo_credentials(s: &AppState, obj: &mut Object) -> Result<(), ApiError> {
+    let mut moved: Vec<(String, ferry_git::Credentials)> = Vec::new();
+    let value = obj.value_mut();
+    let mut fields: Vec<&mut Value> = Vec::new();
+    let spec = value.get_mut("spec").and_then(Value::as_object_mut);
+    if let Some(spec) = spec {
+        for (key, field) in spec.iter_mut() {
+            match (key.as_str(), field) {
+                ("source", Value::Object(src)) => fields.extend(src.get_mut("repoURL")),
+                ("sources", Value::Array(list)) => {
+                    fields.extend(list.iter_mut().filter_map(|src| src.get_mut("repoURL")))
+                }
+                _ => {}
+            }
+        }
+    }
+    for field in fields {
+        let Some(url) = field.as_str() else { continue };
+        let Some((bare, username, password)) = ferry_git::split_userinfo(url) else {
+            continue;
+        };
+        *field = Value::String(bare.clone());
+        moved.push((
+            bare,
+            ferry_git::Credentials {
+                username,
+                password,
+                ..ferry_git::Credentials::default()
+            },
+        ));
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    if let Some(home) = s.instance.as_ref().map(|i| i.home.clone()) {
+        let mut entries: Vec<crate::repos::RepoEntry> = crate::repos::load(&home)
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        for (url, creds) in &moved {
+            let insecure = entries.iter().any(|e| &e.url == url && e.insecure);
+            entries.retain(|e| &e.url != url);
+            entries.push(crate::repos::RepoEntry {
+                url: url.clone(),
+                username: creds.username.clone(),
+                password: creds.password.clone(),
+                insecure,
+            });
+        }
+        crate::repos::save(&home, &entries).map_err(|e| ApiError::internal(e.to_string()))?;
+    }
+    for (url, creds) in moved {
+        tracing::info!(
+            app = obj.name(),
+            "credentials in repoURL {url} moved to the repository credentials"
+        );
+        s.engine.set_repo_credentials(&url, creds);
+    }
+    Ok(())
+}
+
 async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     let apps = s.engine.list_apps()?;
     let items = serde_json::to_value(&apps)
@@ -129,7 +197,8 @@ async fn create(
     Query(q): Query<UpsertQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let obj = application_of(&body)?;
+    let mut obj = application_of(&body)?;
+    take_repo_credentials(&s, &mut obj)?;
     let warnings = s.engine.create_app_from_object(&obj, flag(&q.upsert))?;
     let app = s.engine.get_app(obj.name())?;
     Ok((
@@ -154,7 +223,8 @@ async fn set(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let obj = application_of(&body)?;
+    let mut obj = application_of(&body)?;
+    take_repo_credentials(&s, &mut obj)?;
     if obj.name() != name {
         return Err(ApiError::bad_request(format!(
             "the Application in the body is named {:?}, the URL names {name:?}",

@@ -647,6 +647,34 @@ pub(crate) fn check_spec(spec: &ApplicationSpec, c: &mut Checker, path: &str) {
 fn check_source(source: &ApplicationSource, c: &mut Checker, path: &str, multi: bool) {
     if source.repo_url.trim().is_empty() {
         c.error(&format!("{path}.repoURL"), "required");
+    } else if has_userinfo(&source.repo_url) && !super::is_template(&source.repo_url) {
+        // Never echo the URL: the message would carry the secret it is about.
+        c.error(
+            &format!("{path}.repoURL"),
+            "holds a user name or password (https://user:secret@host/…); anyone who can read the Application can read it: remove it from the URL, rotate it, and give it with `ferry repo add URL --username … --password …`",
+        );
+    }
+    let app_path = source.path.trim();
+    if !app_path.is_empty() && !super::is_template(app_path) {
+        if app_path.starts_with('/') {
+            c.error(
+                &format!("{path}.path"),
+                format!(
+                    "{app_path:?}: app path is absolute; give it relative to the repository root"
+                ),
+            );
+        } else if escapes_root(app_path) {
+            c.error(
+                &format!("{path}.path"),
+                format!("{app_path:?}: app path is outside the repository root"),
+            );
+        }
+    }
+    if !source.chart.is_empty() && source.target_revision.trim().is_empty() {
+        c.error(
+            &format!("{path}.targetRevision"),
+            "required when chart is set (the chart version, such as 1.2.3 or 1.*)",
+        );
     }
     if !multi && !source.ref_name.is_empty() {
         c.warn(
@@ -715,8 +743,46 @@ fn check_source(source: &ApplicationSource, c: &mut Checker, path: &str, multi: 
     }
 }
 
+/// Whether an `http(s)` URL carries `user[:password]@` in its authority.
+fn has_userinfo(url: &str) -> bool {
+    let Some((scheme, rest)) = url.trim().split_once("://") else {
+        return false;
+    };
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return false;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..end].contains('@')
+}
+
+/// Whether a relative path climbs above where it starts (`../x`, `a/../../x`).
+fn escapes_root(path: &str) -> bool {
+    let mut depth: i64 = 0;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
 fn check_sync_policy(policy: &SyncPolicy, c: &mut Checker, path: &str) {
     check_sync_options(c, &format!("{path}.syncOptions"), &policy.sync_options);
+    if let Some(limit) = policy.retry.as_ref().and_then(|r| r.limit)
+        && limit < -1
+    {
+        c.error(
+            &format!("{path}.retry.limit"),
+            format!("must be -1 (retry without limit) or more, got {limit}"),
+        );
+    }
     if let Some(backoff) = policy.retry.as_ref().and_then(|r| r.backoff.as_ref()) {
         {
             let bp = format!("{path}.retry.backoff");
@@ -779,6 +845,192 @@ fn check_ignore_difference(entry: &IgnoreDifferences, c: &mut Checker, path: &st
     for (i, q) in entry.jq_path_expressions.iter().enumerate() {
         if let Err(e) = alone(&[], std::slice::from_ref(q)).validate() {
             c.error(&format!("{path}.jqPathExpressions[{i}]"), e.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::super::validate::findings;
+    use super::super::{Finding, Severity};
+
+    /// A valid Application with `patch` merged into its `spec` (a null removes a field).
+    fn app(patch: Value) -> Value {
+        let mut v = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web"},
+            "spec": {"project": "default",
+                     "source": {"repoURL": "https://git.example/apps.git", "path": "web"},
+                     "destination": {"name": "in-cluster", "namespace": "web"}}});
+        json_patch_merge(&mut v["spec"], patch);
+        v
+    }
+
+    fn json_patch_merge(target: &mut Value, patch: Value) {
+        match patch {
+            Value::Object(m) => {
+                for (k, p) in m {
+                    if p.is_null() {
+                        if let Some(t) = target.as_object_mut() {
+                            t.remove(&k);
+                        }
+                    } else {
+                        json_patch_merge(&mut target[k.as_str()], p);
+                    }
+                }
+            }
+            other => *target = other,
+        }
+    }
+
+    fn of(f: &[Finding], severity: Severity) -> Vec<String> {
+        f.iter()
+            .filter(|f| f.severity == severity)
+            .map(|f| format!("{}: {}", f.path, f.message))
+            .collect()
+    }
+
+    /// Each rule Argo CD checks: (what, spec patch, error at this path or `None` for
+    /// no error, a word the message must hold).
+    #[test]
+    fn argo_validation_rules_table() {
+        let cases: &[(&str, Value, Option<&str>, &str)] = &[
+            ("valid", json!({}), None, ""),
+            (
+                "retry limit -1 means forever",
+                json!({"syncPolicy": {"retry": {"limit": -1}}}),
+                None,
+                "",
+            ),
+            (
+                "retry limit below -1",
+                json!({"syncPolicy": {"retry": {"limit": -2}}}),
+                Some("spec.syncPolicy.retry.limit"),
+                "-2",
+            ),
+            (
+                "backoff duration unparsable",
+                json!({"syncPolicy": {"retry": {"backoff": {"duration": "5 parsecs"}}}}),
+                Some("spec.syncPolicy.retry.backoff.duration"),
+                "not a duration",
+            ),
+            (
+                "backoff factor below 1",
+                json!({"syncPolicy": {"retry": {"backoff": {"factor": 0}}}}),
+                Some("spec.syncPolicy.retry.backoff.factor"),
+                "at least 1",
+            ),
+            (
+                "source and sources",
+                json!({"sources": [{"repoURL": "https://git.example/b.git", "path": "b"}]}),
+                Some("spec.sources"),
+                "not both",
+            ),
+            (
+                "neither source nor sources",
+                json!({"source": null}),
+                Some("spec.source"),
+                "required",
+            ),
+            (
+                "server and name",
+                json!({"destination": {"server": "https://kubernetes.default.svc"}}),
+                Some("spec.destination"),
+                "not both",
+            ),
+            (
+                "neither server nor name",
+                json!({"destination": {"name": null}}),
+                Some("spec.destination"),
+                "server or name",
+            ),
+            (
+                "revisionHistoryLimit negative",
+                json!({"revisionHistoryLimit": -1}),
+                Some("spec.revisionHistoryLimit"),
+                "negative",
+            ),
+            (
+                "sync option with a bad value",
+                json!({"syncPolicy": {"syncOptions": ["Prune=maybe"]}}),
+                Some("spec.syncPolicy.syncOptions[0]"),
+                "true or false",
+            ),
+            (
+                "sync option not Key=Value",
+                json!({"syncPolicy": {"syncOptions": ["CreateNamespace"]}}),
+                Some("spec.syncPolicy.syncOptions[0]"),
+                "Key=Value",
+            ),
+            (
+                "password in repoURL",
+                json!({"source": {"repoURL": "https://bob:hunter2@git.example/apps.git"}}),
+                Some("spec.source.repoURL"),
+                "ferry repo add",
+            ),
+            (
+                "token as user in repoURL",
+                json!({"source": {"repoURL": "https://ghp_token@git.example/apps.git"}}),
+                Some("spec.source.repoURL"),
+                "user name or password",
+            ),
+            (
+                "ssh login user is fine",
+                json!({"source": {"repoURL": "ssh://git@git.example/apps.git"}}),
+                None,
+                "",
+            ),
+            (
+                "absolute app path",
+                json!({"source": {"path": "/etc"}}),
+                Some("spec.source.path"),
+                "absolute",
+            ),
+            (
+                "app path outside the repository",
+                json!({"source": {"path": "web/../../x"}}),
+                Some("spec.source.path"),
+                "outside",
+            ),
+            (
+                "app path inside after ..",
+                json!({"source": {"path": "a/../web"}}),
+                None,
+                "",
+            ),
+            (
+                "chart without targetRevision",
+                json!({"source": {"path": null, "chart": "nginx"}}),
+                Some("spec.source.targetRevision"),
+                "chart",
+            ),
+            (
+                "no repoURL",
+                json!({"source": {"repoURL": ""}}),
+                Some("spec.source.repoURL"),
+                "required",
+            ),
+        ];
+        for (what, patch, at, word) in cases {
+            let v = app(patch.clone());
+            let found = findings(&v);
+            let errors = of(&found, Severity::Error);
+            match at {
+                None => assert!(errors.is_empty(), "{what}: {errors:?}"),
+                Some(at) => assert!(
+                    errors
+                        .iter()
+                        .any(|e| e.starts_with(&format!("{at}: ")) && e.contains(word)),
+                    "{what}: expected an error at {at} mentioning {word:?}, got {errors:?}"
+                ),
+            }
+            for e in &errors {
+                assert!(
+                    !e.contains("hunter2") && !e.contains("ghp_token"),
+                    "{what}: {e}"
+                );
+            }
         }
     }
 }
