@@ -20,6 +20,10 @@ pub struct RuntimeConfig {
     pub insecure_registries: Vec<String>,
     /// Timeouts and connection caps of every Service port's proxy listener.
     pub proxy_limits: ConnectionLimits,
+    /// How pods' containers run: real containers through runc, or host processes.
+    /// Decided once at start (`ferry_container::detect`, by the daemon); the default
+    /// is processes.
+    pub isolation: ferry_container::Decision,
 }
 
 impl RuntimeConfig {
@@ -47,6 +51,10 @@ impl RuntimeConfig {
                 })
                 .unwrap_or_default(),
             proxy_limits: ConnectionLimits::services().with_env("FERRY_PROXY"),
+            isolation: ferry_container::Decision {
+                isolation: ferry_container::Isolation::Process,
+                reason: "process isolation: the default".into(),
+            },
         }
     }
 

@@ -1,4 +1,7 @@
-//! The kubelet: runs the cluster's Pod objects as supervised host processes.
+//! The kubelet: runs the cluster's Pod objects as supervised host processes, or —
+//! when the daemon's isolation is `container` — as real containers through runc
+//! ([`ferry_container`]): one container per pod container, the pod's volumes bind-mounted
+//! from `volumes/POD-UID`, the host's network as for processes.
 //!
 //! Each pod gets one tokio task ([`worker`]) that resolves or pulls its images, builds
 //! each container's environment and command as Kubernetes does, starts the processes
@@ -18,6 +21,7 @@
 //! deleted.
 
 mod command;
+mod containers;
 mod env;
 mod expand;
 mod image;
@@ -25,6 +29,7 @@ mod ports;
 mod probe;
 mod process;
 mod status;
+mod volume;
 mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -43,7 +48,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Cluster, Error, Result, RuntimeConfig};
 
+pub use ferry_container::{Decision, Isolation};
 pub use ports::HOST_PORTS_ANNOTATION;
+
+/// Decides, once at the daemon's start, how `home`'s pods run for `requested`:
+/// `process` as asked; `container` if runc runs a trial container here, else an
+/// error saying why; `auto` containers where they work, else processes.
+pub async fn decide_isolation(home: &Path, requested: Isolation) -> Result<Decision> {
+    let rt = ferry_container::Runtime::new(home.join("runc"));
+    ferry_container::detect(requested, &rt).await.map_err(|e| {
+        Error::Invalid(format!(
+            "--isolation {requested}: {e}; run the daemon as root with Debian's runc installed, or use --isolation process"
+        ))
+    })
+}
 
 /// The environment variable naming a container process (`NS/POD/CONTAINER`).
 const CONTAINER_ID_VAR: &str = "FERRY_CONTAINER_ID";
@@ -124,6 +142,14 @@ pub struct Kubelet {
     as_root: bool,
     /// Uids of pods refused for invalid names, so each is reported once.
     refused: Mutex<HashSet<String>>,
+    /// Containers under `FERRY_HOME/runc`: run through it in container isolation, and
+    /// always used to re-adopt or clean up containers recorded by an earlier daemon.
+    containers: ferry_container::Runtime,
+    /// Whether new containers run as containers (else as host processes).
+    use_containers: bool,
+    /// Containers of pods deleted while no daemon ran, deleted when [`Kubelet::run`]
+    /// starts.
+    orphans: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Kubelet {
@@ -165,7 +191,6 @@ impl Kubelet {
         let kubelet = Arc::new(Self {
             ports: Mutex::new(ports::Allocator::new(config.port_range)),
             cluster,
-            config,
             store,
             registry: OnceLock::new(),
             pull_lock: tokio::sync::Mutex::new(()),
@@ -174,6 +199,10 @@ impl Kubelet {
             stopping: CancellationToken::new(),
             as_root: nix::unistd::geteuid().is_root(),
             refused: Mutex::new(HashSet::new()),
+            containers: ferry_container::Runtime::new(config.home.join("runc")),
+            use_containers: config.isolation.containers(),
+            orphans: Mutex::new(Vec::new()),
+            config,
         });
         kubelet.adopt()?;
         Ok(kubelet)
@@ -192,6 +221,18 @@ impl Kubelet {
             .collect();
         let mut adopted = self.adopted();
         for row in db.processes()? {
+            if let Some(cid) = container_of(&row) {
+                // A container's exit is kept (its `exit` file) even if it ended while no
+                // daemon ran: its worker re-adopts it and reads how it ended.
+                if pods.contains_key(&row.pod_uid) {
+                    adopted.insert(row.id.clone(), row);
+                } else {
+                    tracing::info!("deleting container {cid}: its pod is gone");
+                    self.orphans().push(cid.to_string());
+                    db.delete_process(&row.id)?;
+                }
+                continue;
+            }
             let alive =
                 u32::try_from(row.pid).is_ok_and(|pid| process::is_alive(pid, row.start_ticks));
             let pod = pods.get(&row.pod_uid);
@@ -243,6 +284,99 @@ impl Kubelet {
             adopted.insert(id.clone(), row);
         }
         Ok(())
+    }
+
+    fn orphans(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How this kubelet runs containers, and why (decided by the daemon at start).
+    pub fn isolation(&self) -> &ferry_container::Decision {
+        &self.config.isolation
+    }
+
+    /// `volumes/POD-UID`: the pod's volumes, when the uid is a plain name.
+    fn pod_volumes_dir(&self, uid: &str) -> Option<PathBuf> {
+        let plain = !uid.is_empty()
+            && uid.len() <= 64
+            && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        plain.then(|| self.config.home.join("volumes").join(uid))
+    }
+
+    /// Unmounts and removes a pod's volumes.
+    fn remove_pod_volumes(&self, uid: &str) {
+        if let Some(dir) = self.pod_volumes_dir(uid)
+            && dir.exists()
+        {
+            volume::remove(&self.config.home.join("volumes"), &dir);
+        }
+    }
+
+    /// At start: deletes the containers of pods that are gone, and records those an
+    /// earlier daemon started but was killed before recording (found by their
+    /// annotations), so their workers re-adopt them instead of starting a second one.
+    async fn reconcile_containers(&self) {
+        let orphans: Vec<String> = std::mem::take(&mut *self.orphans());
+        for id in orphans {
+            if let Err(e) = self.containers.delete(&id).await {
+                tracing::warn!("deleting container {id}: {e}");
+            }
+        }
+        if !self.containers.state_dir().exists() {
+            return;
+        }
+        let list = match self.containers.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("listing containers: {e}");
+                return;
+            }
+        };
+        let pods: HashSet<String> = self
+            .cluster
+            .list(Some("Pod"), None)
+            .iter()
+            .map(|p| pod_uid(p).to_string())
+            .collect();
+        for c in list {
+            let (Some(uid), Some(pid_key)) = (
+                c.annotations.get(containers::POD_UID_ANNOTATION),
+                c.annotations.get(containers::PROCESS_ANNOTATION),
+            ) else {
+                continue;
+            };
+            if !pods.contains(uid) {
+                tracing::info!("deleting container {}: its pod is gone", c.id);
+                if let Err(e) = self.containers.delete(&c.id).await {
+                    tracing::warn!("deleting container {}: {e}", c.id);
+                }
+                continue;
+            }
+            let known = self
+                .adopted()
+                .get(pid_key)
+                .map(|r| container_of(r) == Some(c.id.as_str()));
+            match known {
+                Some(true) => continue,
+                Some(false) => {
+                    // The record names another instance: a replica runs once.
+                    tracing::warn!("deleting duplicate container {}", c.id);
+                    let _ = self.containers.delete(&c.id).await;
+                    continue;
+                }
+                None => {}
+            }
+            tracing::info!("re-adopting unrecorded container {}", c.id);
+            let row = ProcessRow {
+                id: pid_key.clone(),
+                pid: i64::from(c.pid),
+                start_ticks: c.start_ticks.unwrap_or(0),
+                pod_uid: uid.clone(),
+                data: serde_json::json!({"container": c.id}),
+            };
+            self.record_process(&row);
+            self.adopted().insert(pid_key.clone(), row);
+        }
     }
 
     fn adopted(&self) -> std::sync::MutexGuard<'_, HashMap<String, ProcessRow>> {
@@ -358,7 +492,9 @@ impl Kubelet {
         };
         for row in rows {
             tracing::info!("stopping {} (pid {}): its pod is not run", row.id, row.pid);
-            if let Ok(pid) = u32::try_from(row.pid) {
+            if let Some(cid) = container_of(&row) {
+                self.orphans().push(cid.to_string());
+            } else if let Ok(pid) = u32::try_from(row.pid) {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
             }
             if let Some(db) = self.cluster.db()
@@ -374,6 +510,7 @@ impl Kubelet {
     /// processes running, for the next daemon to re-adopt; [`Kubelet::stop_all`] stops
     /// them.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        self.reconcile_containers().await;
         let mut changed = self.cluster.changed();
         let mut tasks = JoinSet::new();
         loop {
@@ -483,7 +620,14 @@ impl Kubelet {
                         .and_then(Value::as_u64)
                 })
                 .unwrap_or(30);
-            if let Ok(pid) = u32::try_from(row.pid) {
+            if let Some(cid) = container_of(&row) {
+                if let Ok(Some(mut c)) = self.containers.adopt(cid).await {
+                    c.stop(Duration::from_secs(grace)).await;
+                }
+                if let Err(e) = self.containers.delete(cid).await {
+                    tracing::warn!("deleting container {cid}: {e}");
+                }
+            } else if let Ok(pid) = u32::try_from(row.pid) {
                 process::terminate_pid(pid, row.start_ticks, Duration::from_secs(grace)).await;
             }
             let _ = db.delete_process(&row.id);
@@ -606,6 +750,11 @@ impl Kubelet {
         }
         taken
     }
+}
+
+/// The runc id of a recorded container (`None` for a host process).
+fn container_of(row: &ProcessRow) -> Option<&str> {
+    row.data.get("container").and_then(Value::as_str)
 }
 
 /// Why a directory was not created or removed: it is not inside the root that owns it.

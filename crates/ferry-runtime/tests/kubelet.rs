@@ -1442,3 +1442,421 @@ fn regression_kubelet_removal_is_confined_to_its_root_even_if_handed_an_outside_
     ferry_runtime::kubelet::create_dir_within(&root, &root.join("default/web/c")).unwrap();
     assert!(ferry_runtime::kubelet::remove_dir_within(&root, &root.join("default/web")).unwrap());
 }
+
+// ---------------------------------------------------------------------------
+// Container isolation: pods run through runc (skipped, with the reason printed,
+// where the test process is not root or runc or a static busybox is missing).
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: &[&str] = &[
+    "sh", "cat", "hostname", "id", "sleep", "head", "tr", "ls", "echo", "test", "stat", "true",
+    "false", "env", "mkdir", "dd", "seq",
+];
+
+/// Why container tests cannot run here, if they cannot.
+fn container_skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not running as root".into());
+    }
+    if !ferry_container::find_runc().is_file() {
+        return Some("runc is not installed (Debian package runc)".into());
+    }
+    let head = std::fs::read(BUSYBOX).unwrap_or_default();
+    if head.is_empty() || head.windows(7).take(8192).any(|w| w == b"ld-linu") {
+        return Some(format!(
+            "{BUSYBOX} is missing or not static (Debian package busybox-static)"
+        ));
+    }
+    None
+}
+
+/// An [`Env`] whose kubelet runs containers, with the image `box:1` (busybox and its
+/// applets, a passwd with `app` = 1000) in its store. Dropping it deletes every
+/// container and unmounts every volume left under its home.
+struct ContainerEnv {
+    env: Env,
+}
+
+impl std::ops::Deref for ContainerEnv {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.env
+    }
+}
+
+impl std::ops::DerefMut for ContainerEnv {
+    fn deref_mut(&mut self) -> &mut Env {
+        &mut self.env
+    }
+}
+
+impl ContainerEnv {
+    fn new() -> Option<ContainerEnv> {
+        if let Some(why) = container_skip_reason() {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+        let mut env = Env::new();
+        env.config.isolation = ferry_container::Decision {
+            isolation: ferry_container::Isolation::Container,
+            reason: "container isolation: test".into(),
+        };
+        let ctx = env.dir.path().join("box");
+        for d in ["bin", "etc", "tmp", "home/app"] {
+            std::fs::create_dir_all(ctx.join(d)).unwrap();
+        }
+        std::fs::copy(BUSYBOX, ctx.join("bin/busybox")).unwrap();
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", ctx.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(
+            ctx.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:App:/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(ctx.join("etc/group"), "root:x:0:\napp:x:1000:\n").unwrap();
+        set_mode(&ctx.join("tmp"), 0o1777);
+        let store = ferry_oci::Store::open(env.config.images_dir()).unwrap();
+        ferry_oci::build(
+            &store,
+            &ferry_oci::BuildOptions {
+                context: ctx,
+                tag: "box:1".into(),
+                cmd: Some(vec!["sh".into()]),
+                env: vec!["FROM_IMAGE=yes".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Some(ContainerEnv { env })
+    }
+
+    /// A pod of `containers` (each `{name, script}` plus extra fields) on `box:1`.
+    fn box_pod(&self, name: &str, containers: Vec<Value>, pod_extra: Value) -> Object {
+        let containers: Vec<Value> = containers
+            .into_iter()
+            .map(|mut c| {
+                let script = c["script"].as_str().unwrap_or_default().to_string();
+                merge(
+                    &mut c,
+                    json!({"image": "box:1", "command": ["sh", "-c", script]}),
+                );
+                c.as_object_mut().unwrap().remove("script");
+                c
+            })
+            .collect();
+        let mut spec = json!({"terminationGracePeriodSeconds": 2, "containers": containers});
+        merge(&mut spec, pod_extra);
+        self.apply(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+            "spec": spec}))
+    }
+
+    fn runc_root(&self) -> std::path::PathBuf {
+        self.config.home.join("runc/state")
+    }
+
+    /// Ids of the containers runc knows under this home.
+    fn runc_ids(&self) -> Vec<String> {
+        let out = std::process::Command::new(ferry_container::find_runc())
+            .arg("--root")
+            .arg(self.runc_root())
+            .args(["list", "-q"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn log(&self, pod: &str, container: &str) -> String {
+        self.kubelet()
+            .log_path("default", pod, container, false)
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Polls a container's log until it holds `needle`.
+    async fn wait_log(&self, pod: &str, container: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.log(pod, container);
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} in the log of {pod}/{container}:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ContainerEnv {
+    fn drop(&mut self) {
+        for id in self.runc_ids() {
+            let _ = std::process::Command::new(ferry_container::find_runc())
+                .arg("--root")
+                .arg(self.runc_root())
+                .args(["delete", "--force", &id])
+                .output();
+        }
+        let home = self.config.home.display().to_string();
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| p.starts_with(&home))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn field<'a>(log: &'a str, key: &str) -> &'a str {
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_pod_gets_its_hostname_pid_1_env_and_volumes_and_not_the_host() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    env.apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "default"},
+        "data": {"greeting": "hello from a configmap"}}));
+    env.apply(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "creds", "namespace": "default"},
+        "data": {"token": "czNjcjN0"}}));
+    let home = env.config.home.display().to_string();
+    // `$$$$`: Kubernetes turns `$$` into `$` before the shell sees it.
+    let app = format!(
+        "echo host=$(hostname); echo pid=$$$$; echo env=$GREETING; echo image=$FROM_IMAGE; \
+         echo cm=$(cat /etc/cm/greeting); echo cmmode=$(stat -c %a /etc/cm/greeting); \
+         echo secret=$(cat /etc/creds/token); echo secretmode=$(stat -c %a /etc/creds/token); \
+         if test -e {home}; then echo home=visible; else echo home=hidden; fi; \
+         echo shared-by-app > /shared/note; echo done; sleep 3600"
+    );
+    let side = "for i in $(seq 200); do test -e /shared/note && break; sleep 0.1; done; \
+                echo side=$(cat /shared/note); sleep 3600";
+    env.box_pod(
+        "boxed",
+        vec![
+            json!({"name": "app", "script": app,
+                "env": [{"name": "GREETING", "value": "hi"}],
+                "volumeMounts": [
+                    {"name": "cm", "mountPath": "/etc/cm"},
+                    {"name": "creds", "mountPath": "/etc/creds"},
+                    {"name": "shared", "mountPath": "/shared"}]}),
+            json!({"name": "side", "script": side,
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}),
+        ],
+        json!({"volumes": [
+            {"name": "cm", "configMap": {"name": "settings"}},
+            {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
+            {"name": "shared", "emptyDir": {}}]}),
+    );
+    let log = env.wait_log("boxed", "app", "done").await;
+    assert_eq!(field(&log, "host"), "boxed", "{log}");
+    assert_eq!(
+        field(&log, "pid"),
+        "1",
+        "the command is the container's init"
+    );
+    assert_eq!(field(&log, "env"), "hi");
+    assert_eq!(field(&log, "image"), "yes");
+    assert_eq!(field(&log, "cm"), "hello from a configmap");
+    assert_eq!(field(&log, "cmmode"), "644");
+    assert_eq!(field(&log, "secret"), "s3cr3t");
+    assert_eq!(field(&log, "secretmode"), "400");
+    assert_eq!(field(&log, "home"), "hidden", "FERRY_HOME is not inside");
+    let side = env.wait_log("boxed", "side", "side=").await;
+    assert_eq!(field(&side, "side"), "shared-by-app", "emptyDir is shared");
+    let pod = env
+        .wait_pod("boxed", "running", |p| p["status"]["phase"] == "Running")
+        .await;
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert_eq!(env.runc_ids().len(), 2);
+    let rows = env.processes();
+    assert!(
+        rows.iter().all(|r| r.data["container"].is_string()),
+        "{rows:?}"
+    );
+
+    // Deleting the pod deletes its containers, their state and the pod's volumes.
+    env.cluster
+        .delete(&key("boxed"), Propagation::Background)
+        .unwrap();
+    wait_until("the pod to be finalized", || env.get("boxed").is_none()).await;
+    assert!(env.runc_ids().is_empty(), "{:?}", env.runc_ids());
+    let containers = env.config.home.join("runc/containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container directories left: {left:?}");
+    let volumes = env.config.home.join("volumes");
+    let left: Vec<_> = std::fs::read_dir(&volumes)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "volumes left: {left:?}");
+    assert!(env.processes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_over_its_memory_limit_is_oom_killed_and_crash_loops() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    env.box_pod(
+        "hog",
+        vec![json!({"name": "hog",
+            "script": "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived",
+            "resources": {"limits": {"memory": "32Mi"}}})],
+        json!({}),
+    );
+    let pod = env
+        .wait_pod("hog", "CrashLoopBackOff after an OOM kill", |p| {
+            waiting_reason(p) == "CrashLoopBackOff"
+                && container(p)["lastState"]["terminated"]["reason"] == "OOMKilled"
+        })
+        .await;
+    let last = &container(&pod)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    assert!(container(&pod)["restartCount"].as_u64().unwrap() >= 1);
+    assert!(!env.log("hog", "hog").contains("survived"));
+    env.kubelet().stop_all().await;
+    assert!(env.runc_ids().is_empty(), "ferry down leaves no container");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_job_pod_that_completed_while_no_daemon_ran_is_succeeded() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    env.box_pod(
+        "job",
+        vec![json!({"name": "work", "script": "echo working; sleep 1; echo finished"})],
+        json!({"restartPolicy": "Never"}),
+    );
+    env.wait_log("job", "work", "working").await;
+    env.crash().await;
+    // The container finishes while no daemon runs; its exit is kept by runc's
+    // supervisor.
+    let exit_file = env.config.home.join("runc/containers");
+    wait_until("the container to finish", || {
+        std::fs::read_dir(&exit_file)
+            .map(|d| d.flatten().any(|e| e.path().join("exit").is_file()))
+            .unwrap_or(false)
+    })
+    .await;
+    env.start();
+    let pod = env
+        .wait_pod("job", "Succeeded", |p| p["status"]["phase"] == "Succeeded")
+        .await;
+    let term = &container(&pod)["state"]["terminated"];
+    assert_eq!(term["exitCode"], 0, "{term}");
+    assert_eq!(term["reason"], "Completed");
+    assert_eq!(container(&pod)["restartCount"], 0);
+    assert_eq!(
+        env.log("job", "work").matches("working").count(),
+        1,
+        "run once"
+    );
+    wait_until("the finished container to be deleted", || {
+        env.runc_ids().is_empty()
+    })
+    .await;
+    assert!(env.processes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_is_readopted_by_a_restarted_daemon_and_never_runs_twice() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    env.box_pod(
+        "keeper",
+        vec![json!({"name": "app", "script": "echo started; sleep 3600",
+            "livenessProbe": {"exec": {"command": ["test", "-e", "/bin/sh"]}, "periodSeconds": 1}})],
+        json!({}),
+    );
+    env.wait_log("keeper", "app", "started").await;
+    env.wait_pod("keeper", "ready", is_ready).await;
+    let rows = env.processes();
+    assert_eq!(rows.len(), 1);
+    let pid = rows[0].pid as u32;
+    let id = rows[0].data["container"].as_str().unwrap().to_string();
+
+    env.crash().await;
+    assert!(pid_alive(pid), "the container outlives the daemon");
+    env.start();
+    env.wait_pod("keeper", "ready", is_ready).await;
+    // Give the new kubelet time to do anything wrong (the probe runs every second).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pod = env.get("keeper").unwrap().into_value();
+    assert_eq!(container(&pod)["restartCount"], 0);
+    assert!(pid_alive(pid));
+    assert_eq!(env.processes()[0].pid as u32, pid, "the same container pid");
+    assert_eq!(env.runc_ids(), vec![id]);
+    assert_eq!(env.log("keeper", "app").matches("started").count(), 1);
+    assert!(
+        !env.events("keeper")
+            .iter()
+            .any(|(r, _)| r == "Unhealthy" || r == "Killing"),
+        "{:?}",
+        env.events("keeper")
+    );
+
+    // Still supervised: stop_all (ferry down) stops and deletes it.
+    env.kubelet().stop_all().await;
+    assert!(!pid_alive(pid));
+    assert!(env.runc_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_whose_runtime_state_vanished_is_restarted() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    env.box_pod(
+        "lost",
+        vec![json!({"name": "app", "script": "echo started; sleep 3600"})],
+        json!({}),
+    );
+    env.wait_log("lost", "app", "started").await;
+    env.wait_pod("lost", "running", |p| p["status"]["phase"] == "Running")
+        .await;
+    env.crash().await;
+    for id in env.runc_ids() {
+        let out = std::process::Command::new(ferry_container::find_runc())
+            .arg("--root")
+            .arg(env.runc_root())
+            .args(["delete", "--force", &id])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    env.start();
+    let pod = env
+        .wait_pod("lost", "restarted", |p| {
+            container(p)["restartCount"] == 1 && container(p)["state"]["running"].is_object()
+        })
+        .await;
+    assert_eq!(
+        container(&pod)["lastState"]["terminated"]["reason"],
+        "ContainerStatusUnknown"
+    );
+    assert_eq!(env.runc_ids().len(), 1);
+    env.kubelet().stop_all().await;
+}

@@ -239,6 +239,8 @@ pub(crate) struct ExecContext {
     pub env: BTreeMap<String, String>,
     pub run_as: RunAs,
     pub as_root: bool,
+    /// For a container: its runtime and id, the probe then runs through `runc exec`.
+    pub container: Option<(ferry_container::Runtime, String)>,
 }
 
 /// Runs a probe once: `Ok` on success, `Err(message)` as Kubernetes words it.
@@ -401,6 +403,24 @@ async fn exec(argv: &[String], timeout: Duration, ctx: &ExecContext) -> Result<(
     let Some(argv0) = argv.first() else {
         return Err("exec probe has no command".into());
     };
+    if let Some((rt, id)) = &ctx.container {
+        let opts = ferry_container::ExecOptions::default();
+        return match tokio::time::timeout(timeout, rt.exec(id, argv, &opts)).await {
+            Ok(Ok(out)) if out.code == 0 => Ok(()),
+            Ok(Ok(out)) => {
+                let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&out.stderr));
+                let text = text.trim();
+                if text.is_empty() {
+                    Err(format!("command {argv:?} exited with {}", out.code))
+                } else {
+                    Err(text.chars().take(1024).collect())
+                }
+            }
+            Ok(Err(e)) => Err(format!("exec {argv0:?} in container {id}: {e}")),
+            Err(_) => Err(format!("command {:?} timed out", argv.join(" "))),
+        };
+    }
     let program = resolve_program(
         argv0,
         &ctx.rootfs,

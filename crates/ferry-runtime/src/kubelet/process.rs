@@ -101,6 +101,8 @@ pub(crate) struct Exit {
     pub signal: Option<i32>,
     /// Whether the code is known (it is not for a re-adopted process).
     pub known: bool,
+    /// Whether the kernel's OOM killer killed a process of it (containers only).
+    pub oom_killed: bool,
 }
 
 impl Exit {
@@ -110,11 +112,13 @@ impl Exit {
                 code,
                 signal: None,
                 known: true,
+                oom_killed: false,
             },
             (None, Some(sig)) => Exit {
                 code: 128 + sig,
                 signal: Some(sig),
                 known: true,
+                oom_killed: false,
             },
             (None, None) => Exit::unknown(),
         }
@@ -125,6 +129,16 @@ impl Exit {
             code: 137,
             signal: None,
             known: false,
+            oom_killed: false,
+        }
+    }
+
+    fn of_container(e: ferry_container::Exit) -> Self {
+        Exit {
+            code: e.code,
+            signal: e.signal,
+            known: e.known,
+            oom_killed: e.oom_killed,
         }
     }
 }
@@ -140,6 +154,12 @@ pub(crate) enum Proc {
     },
     /// Started by an earlier daemon and re-adopted.
     Adopted { pid: u32, start_ticks: i64 },
+    /// A container run through runc (started now or re-adopted): its own supervisor
+    /// watches it, and [`Proc::remove`] deletes it once it has ended.
+    Container {
+        container: Box<ferry_container::Container>,
+        runtime: ferry_container::Runtime,
+    },
 }
 
 /// What to start.
@@ -196,6 +216,15 @@ impl Proc {
     pub(crate) fn pid(&self) -> u32 {
         match self {
             Proc::Child { pid, .. } | Proc::Adopted { pid, .. } => *pid,
+            Proc::Container { container, .. } => container.pid(),
+        }
+    }
+
+    /// The container's id, for a container.
+    pub(crate) fn container_id(&self) -> Option<&str> {
+        match self {
+            Proc::Container { container, .. } => Some(container.id()),
+            _ => None,
         }
     }
 
@@ -203,6 +232,7 @@ impl Proc {
     pub(crate) fn start_ticks(&self) -> i64 {
         match self {
             Proc::Child { start_ticks, .. } | Proc::Adopted { start_ticks, .. } => *start_ticks,
+            Proc::Container { container, .. } => container.start_ticks(),
         }
     }
 
@@ -223,16 +253,23 @@ impl Proc {
                 }
                 Exit::unknown()
             }
+            Proc::Container { container, .. } => Exit::of_container(container.wait().await),
         }
     }
 
-    /// Sends `sig` to the process group.
+    /// Sends `sig` to the process group (a container's init).
     pub(crate) fn signal(&self, sig: Signal) {
-        signal_group(self.pid(), sig);
+        match self {
+            Proc::Container { container, .. } => container.signal(sig),
+            _ => signal_group(self.pid(), sig),
+        }
     }
 
     /// SIGTERM to the group, SIGKILL after `grace`; waits for the exit.
     pub(crate) async fn terminate(&mut self, grace: Duration) -> Exit {
+        if let Proc::Container { container, .. } = self {
+            return Exit::of_container(container.stop(grace).await);
+        }
         self.signal(Signal::SIGTERM);
         let exit = match tokio::time::timeout(grace, self.wait_polling(STOPPING_POLL)).await {
             Ok(e) => e,
@@ -248,7 +285,21 @@ impl Proc {
     /// Kills what is left of the group once its leader exited (a container's processes
     /// end with it).
     pub(crate) fn reap_group(&self) {
-        signal_group(self.pid(), Signal::SIGKILL);
+        // A container's processes end with its init (a pid namespace); its pid may
+        // already belong to someone else.
+        if !matches!(self, Proc::Container { .. }) {
+            signal_group(self.pid(), Signal::SIGKILL);
+        }
+    }
+
+    /// Frees what an ended container holds (runc's state, cgroups, root filesystem);
+    /// nothing for a process.
+    pub(crate) async fn remove(&self) {
+        if let Proc::Container { container, runtime } = self
+            && let Err(e) = runtime.delete(container.id()).await
+        {
+            tracing::warn!("deleting container {}: {e}", container.id());
+        }
     }
 }
 

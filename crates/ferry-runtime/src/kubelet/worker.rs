@@ -17,12 +17,14 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::command;
+use super::containers;
 use super::env;
 use super::image::{self, Failure, PullPolicy};
 use super::ports;
 use super::probe::{self, ExecContext, Kind, Probe};
 use super::process::{Exit, Launch, Proc};
 use super::status::{self, ContainerRt, PodRt, State, Terminated};
+use super::volume;
 use super::{Kubelet, StopReason};
 use crate::cluster::now_rfc3339;
 
@@ -35,6 +37,12 @@ const RECHECK: Duration = Duration::from_secs(10);
 const DEFAULT_GRACE: u64 = 30;
 /// `PATH` for containers whose image sets none and a daemon without one.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How a container is to be started: a host process, or a container through runc.
+enum Plan {
+    Process(Launch),
+    Container(Box<ferry_container::ContainerSpec>),
+}
 
 /// Which container of the pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,11 +372,7 @@ impl PodCtx {
 
     /// The container's environment, argv, working directory and user; `Err` is a
     /// `CreateContainerConfigError` message.
-    fn build_launch(
-        &self,
-        w: Which,
-        ready: &image::Ready,
-    ) -> Result<(Launch, ExecContext), String> {
+    fn build_launch(&self, w: Which, ready: &image::Ready) -> Result<(Plan, ExecContext), String> {
         let c = self.container(w);
         let hp = self.ports();
         let port = ports::port_env(&hp, c);
@@ -378,6 +382,9 @@ impl PodCtx {
             .get(&self.key)
             .unwrap_or_else(|| self.pod.clone());
         let kenv = env::container_env(&self.kl.cluster, &pod, c, port)?;
+        if self.kl.use_containers {
+            return self.container_plan(w, ready, &pod, kenv);
+        }
         let argv = command::argv(c, &ready.config, &kenv);
         let mut envs: BTreeMap<String, String> = ready.config.env_pairs().into_iter().collect();
         envs.extend(kenv);
@@ -398,17 +405,80 @@ impl PodCtx {
             env: envs.clone(),
             run_as,
             as_root: self.kl.as_root,
+            container: None,
         };
         Ok((
-            Launch {
+            Plan::Process(Launch {
                 program: PathBuf::new(),
                 argv,
                 cwd,
                 env: envs,
                 run_as,
-            },
+            }),
             exec,
         ))
+    }
+
+    /// The container's spec for runc: argv and env as for a process (without the
+    /// host's `PATH` and `HOME`: the image's, or the runtime's defaults), the working
+    /// directory and user inside the image, the pod's volumes, limits.
+    fn container_plan(
+        &self,
+        w: Which,
+        ready: &image::Ready,
+        pod: &Object,
+        kenv: BTreeMap<String, String>,
+    ) -> Result<(Plan, ExecContext), String> {
+        let c = self.container(w);
+        let argv = command::argv(c, &ready.config, &kenv);
+        if argv.is_empty() {
+            return Err("no command specified".into());
+        }
+        let mut envs: BTreeMap<String, String> = ready.config.env_pairs().into_iter().collect();
+        envs.extend(kenv);
+        let run_as = command::run_as(&self.spec, c, &ready.config, &ready.rootfs, &self.pod_ref)?;
+        let wd = c
+            .get("workingDir")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(ready.config.working_dir.as_str());
+        let cwd = if wd.starts_with('/') {
+            wd.to_string()
+        } else {
+            format!("/{wd}")
+        };
+        let root = self
+            .kl
+            .pod_volumes_dir(&self.uid)
+            .ok_or_else(|| format!("pod uid {:?} cannot name a volumes directory", self.uid))?;
+        let volumes = volume::prepare(&self.kl.cluster, pod, &root)?;
+        let mounts = volume::mounts(c, &volumes)?;
+        let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+        let id = containers::container_id(&self.key.namespace, &self.key.name, name, &self.uid);
+        let mut spec = containers::spec(containers::Parts {
+            id: id.clone(),
+            pod_spec: &self.spec,
+            container: c,
+            pod_name: &self.key.name,
+            pod_uid: &self.uid,
+            process_id: self.process_id(w),
+            image_user: ready.config.user.clone(),
+            run_as,
+        });
+        spec.image_rootfs = ready.rootfs.clone();
+        spec.args = argv;
+        spec.env = envs.clone();
+        spec.cwd = cwd.clone();
+        spec.mounts = mounts;
+        let exec = ExecContext {
+            rootfs: ready.rootfs.clone(),
+            cwd: PathBuf::from(cwd),
+            env: envs,
+            run_as,
+            as_root: self.kl.as_root,
+            container: Some((self.kl.containers.clone(), id)),
+        };
+        Ok((Plan::Container(Box::new(spec)), exec))
     }
 }
 
@@ -460,13 +530,15 @@ pub(super) async fn run_pod(
                 {
                     tracing::warn!("removing the logs of pod {}: {e}", ctx.pod_ref);
                 }
+                ctx.kl.remove_pod_volumes(&ctx.uid);
                 if let Err(e) = ctx.kl.cluster.finalize(&ctx.key) {
                     tracing::warn!("finalizing pod {}: {e}", ctx.pod_ref);
                 }
             }
         }
         Some(StopReason::Shutdown) => ctx.write_status(),
-        _ => {}
+        Some(StopReason::Gone) => ctx.kl.remove_pod_volumes(&ctx.uid),
+        None => {}
     }
 }
 
@@ -696,11 +768,7 @@ fn adopted_image(ctx: &PodCtx, w: Which, row: &ProcessRow) -> image::Ready {
 }
 
 /// Waits until the container's configuration can be built; `None` when stopped.
-async fn wait_config(
-    ctx: &PodCtx,
-    w: Which,
-    ready: &image::Ready,
-) -> Option<(Launch, ExecContext)> {
+async fn wait_config(ctx: &PodCtx, w: Which, ready: &image::Ready) -> Option<(Plan, ExecContext)> {
     let mut last: Option<String> = None;
     loop {
         let mut changed = ctx.kl.cluster.changed();
@@ -741,6 +809,25 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
     .to_string();
     let kl = &ctx.kl;
     let mut adopted = kl.take_adopted(&id, &ctx.uid);
+    // A recorded container is looked up in runc: running, or ended with its exit kept.
+    let mut adopted_container = None;
+    if let Some(cid) = adopted
+        .as_ref()
+        .and_then(super::container_of)
+        .map(str::to_string)
+    {
+        match kl.containers.adopt(&cid).await {
+            Ok(Some(c)) => adopted_container = Some(c),
+            Ok(None) => {
+                tracing::info!("container {cid} of {id} is gone from runc: starting it again");
+                adopted = None;
+            }
+            Err(e) => {
+                tracing::warn!("looking up container {cid} of {id}: {e}; starting it again");
+                adopted = None;
+            }
+        }
+    }
 
     // Resume from what the previous status says.
     let prev = ctx.snapshot(w);
@@ -825,6 +912,7 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                     env: ready.config.env_pairs().into_iter().collect(),
                     run_as: Default::default(),
                     as_root: kl.as_root,
+                    container: None,
                 });
             let started_at = row
                 .data
@@ -847,28 +935,32 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                 c.restart_count = c.restart_count.max(count);
             });
             tracing::info!("re-adopted {id} (pid {})", row.pid);
-            (
-                Proc::Adopted {
-                    pid: row.pid as u32,
-                    start_ticks: row.start_ticks,
-                },
-                exec,
-                started_at,
-            )
+            let (proc, exec) = match adopted_container.take() {
+                Some(c) => {
+                    let mut exec = exec;
+                    exec.container = Some((kl.containers.clone(), c.id().to_string()));
+                    (
+                        Proc::Container {
+                            container: Box::new(c),
+                            runtime: kl.containers.clone(),
+                        },
+                        exec,
+                    )
+                }
+                None => (
+                    Proc::Adopted {
+                        pid: row.pid as u32,
+                        start_ticks: row.start_ticks,
+                    },
+                    exec,
+                ),
+            };
+            (proc, exec, started_at)
         } else {
-            let Some((mut launch, exec)) = wait_config(ctx, w, &ready).await else {
+            let Some((plan, exec)) = wait_config(ctx, w, &ready).await else {
                 return Outcome::Stopped;
             };
-            let spawned = command::resolve_program(
-                launch.argv.first().map(String::as_str).unwrap_or_default(),
-                &ready.rootfs,
-                &launch.cwd,
-                launch.env.get("PATH").map(String::as_str),
-            )
-            .and_then(|program| {
-                launch.program = program;
-                std::fs::create_dir_all(&launch.cwd)
-                    .map_err(|e| format!("chdir {}: {e}", launch.cwd.display()))?;
+            let rotate_logs = || {
                 super::create_dir_within(&kl.config.logs_dir(), &log_dir)
                     .map_err(|e| format!("creating the log directory: {e}"))?;
                 if had_instance {
@@ -879,14 +971,49 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                     let _ = std::fs::remove_file(&previous_log);
                     let _ = std::fs::remove_file(&current_log);
                 }
-                Proc::spawn(&launch, &current_log, kl.as_root).map_err(|e| {
-                    format!(
-                        "exec: {:?}: {}",
-                        launch.argv.first().cloned().unwrap_or_default(),
-                        e
-                    )
-                })
-            });
+                Ok::<(), String>(())
+            };
+            let spawned = match plan {
+                Plan::Process(mut launch) => command::resolve_program(
+                    launch.argv.first().map(String::as_str).unwrap_or_default(),
+                    &ready.rootfs,
+                    &launch.cwd,
+                    launch.env.get("PATH").map(String::as_str),
+                )
+                .and_then(|program| {
+                    launch.program = program;
+                    std::fs::create_dir_all(&launch.cwd)
+                        .map_err(|e| format!("chdir {}: {e}", launch.cwd.display()))?;
+                    rotate_logs()?;
+                    Proc::spawn(&launch, &current_log, kl.as_root).map_err(|e| {
+                        format!(
+                            "exec: {:?}: {}",
+                            launch.argv.first().cloned().unwrap_or_default(),
+                            e
+                        )
+                    })
+                }),
+                Plan::Container(spec) => match rotate_logs() {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        // What is left of an earlier instance (runc state, rootfs) goes
+                        // first: only one instance of a container ever exists.
+                        let _ = kl.containers.delete(&spec.id).await;
+                        match kl.containers.run(&spec, &current_log).await {
+                            Ok(c) => {
+                                if let Some(note) = c.rootfs_note() {
+                                    tracing::info!("container {}: {note}", c.id());
+                                }
+                                Ok(Proc::Container {
+                                    container: Box::new(c),
+                                    runtime: kl.containers.clone(),
+                                })
+                            }
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                },
+            };
             let restarting = had_instance;
             had_instance = true;
             match spawned {
@@ -916,6 +1043,7 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                             "imageID": ready.image_id,
                             "rootfs": ready.rootfs,
                             "logs": {"current": current_log, "previous": previous_log},
+                            "container": p.container_id(),
                         }),
                     };
                     kl.record_process(&row);
@@ -972,8 +1100,13 @@ async fn run_container(ctx: &PodCtx, w: Which) -> Outcome {
                 (proc.terminate(ctx.grace()).await, true)
             }
         };
+        // The container is gone now: free its runc state, cgroups and rootfs (its exit
+        // and OOM count were read above).
+        proc.remove().await;
         let reason = if !exit.known {
             "ContainerStatusUnknown"
+        } else if exit.oom_killed && exit.code != 0 {
+            "OOMKilled"
         } else if exit.code == 0 {
             "Completed"
         } else {
