@@ -42,6 +42,12 @@ pub struct DaemonInfo {
     /// ferry's version.
     #[serde(default)]
     pub version: String,
+    /// How pods run: `container` or `process`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub isolation: String,
+    /// Why, in words (the runc version, or why not containers).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub isolation_reason: String,
 }
 
 /// `FERRY_HOME/daemon.json`.
@@ -73,6 +79,8 @@ pub struct DaemonOptions {
     pub status_processors: Option<usize>,
     /// Automated syncs run at once (default: Argo's `--operation-processors`, 10).
     pub operation_processors: Option<usize>,
+    /// How pods run (`--isolation`); `None` is processes.
+    pub isolation: Option<ferry_runtime::kubelet::Isolation>,
 }
 
 /// Takes the daemon lock of `home`, or says who holds it.
@@ -189,7 +197,13 @@ pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
         addr: opts.addr,
         source,
     })?;
-    let runtime = Runtime::start(RuntimeConfig::new(&opts.home)).await?;
+    let mut config = RuntimeConfig::new(&opts.home);
+    let requested = opts
+        .isolation
+        .unwrap_or(ferry_runtime::kubelet::Isolation::Process);
+    config.isolation = ferry_runtime::kubelet::decide_isolation(&opts.home, requested).await?;
+    tracing::info!("--isolation {requested}: {}", config.isolation.reason);
+    let runtime = Runtime::start(config).await?;
     let shutdown = CancellationToken::new();
     let db = match runtime.cluster.db() {
         Some(db) => db.clone(),
@@ -241,6 +255,8 @@ pub async fn start(opts: DaemonOptions) -> Result<Daemon, Error> {
         addr: addr.to_string(),
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        isolation: runtime.config.isolation.isolation.to_string(),
+        isolation_reason: runtime.config.isolation.reason.clone(),
     };
     state.instance = Some(Arc::new(info.clone()));
     write_info(&opts.home, &info)?;
@@ -375,6 +391,8 @@ mod tests {
                 addr: "127.0.0.1:9".into(),
                 pid: 42,
                 version: String::new(),
+                isolation: String::new(),
+                isolation_reason: String::new(),
             },
         )
         .unwrap();

@@ -131,6 +131,12 @@ fn describe(client: &Client, o: &Value) -> anyhow::Result<String> {
     }
     if kind == "Pod" {
         w.kv(0, "Start Time", non_empty(s(o, "/status/startTime")));
+        // The daemon's isolation (an older daemon does not say).
+        if let Ok(info) = client.get("/api/v1/info")
+            && let Some(iso) = info.get("isolation").and_then(Value::as_str)
+        {
+            w.kv(0, "Isolation", iso);
+        }
     } else {
         w.kv(0, "CreationTimestamp", s(o, "/metadata/creationTimestamp"));
     }

@@ -61,6 +61,20 @@ pub struct ServeArgs {
     /// API connections held at once from one IP address beyond loopback. Default 256.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
     pub max_connections_per_ip: Option<u32>,
+    /// How pods' containers run. `container`: real containers through runc (needs
+    /// root and Debian's runc; each gets the image's files as its root, its own
+    /// pid/mount/uts/ipc namespaces, the host's network, volumes and memory/cpu
+    /// limits); the daemon refuses to start if they do not work here. `process`: host
+    /// processes that see the host's files (so an image of only app files can use the
+    /// host's python3). `auto`: containers if root and runc works, else processes.
+    /// The default stays `process` until images are built from Dockerfiles with their
+    /// own runtimes; then it becomes `container`.
+    #[arg(long, default_value = "process", value_parser = parse_isolation, value_name = "auto|container|process")]
+    pub isolation: ferry_runtime::kubelet::Isolation,
+}
+
+fn parse_isolation(s: &str) -> Result<ferry_runtime::kubelet::Isolation, String> {
+    s.parse()
 }
 
 /// Runs `ferry serve` until a signal or `ferry down`.
@@ -105,6 +119,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<u8> {
         reconciliation: Some(args.reconciliation),
         status_processors: Some(args.status_processors.into()),
         operation_processors: Some(args.operation_processors.into()),
+        isolation: Some(args.isolation),
     };
     let result = rt.block_on(async move {
         let mut daemon = ferry_server::start(opts).await?;

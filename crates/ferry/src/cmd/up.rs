@@ -90,6 +90,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
         reconciliation: Some(args.reconciliation),
         status_processors: None,
         operation_processors: None,
+        isolation: None,
     };
     let code = rt.block_on(async move {
         let daemon = ferry_server::start(opts).await?;
