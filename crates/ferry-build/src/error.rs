@@ -99,6 +99,72 @@ pub enum Error {
         message: String,
     },
 
+    /// A `RUN` command exited with a non-zero status.
+    #[error("{file}:{line}: {instruction} exited with {code}:\n{output}")]
+    Run {
+        /// The Dockerfile as the user named it.
+        file: String,
+        /// 1-based line of the instruction.
+        line: usize,
+        /// The instruction as written (shortened).
+        instruction: String,
+        /// Its exit code.
+        code: i32,
+        /// The last lines of its output.
+        output: String,
+    },
+
+    /// `RUN` cannot be executed on this machine: ferry runs it only in a container,
+    /// never on the host.
+    #[error(
+        "{file}:{line}: {instruction} needs {missing} to run in a container; ferry never runs build steps on the host"
+    )]
+    RunUnavailable {
+        /// The Dockerfile as the user named it.
+        file: String,
+        /// 1-based line of the instruction.
+        line: usize,
+        /// The instruction as written (shortened).
+        instruction: String,
+        /// What is missing and how to get it.
+        missing: String,
+    },
+
+    /// A build step (`COPY`, `ADD`, `WORKDIR`, `USER` …) could not be carried out.
+    #[error("{file}:{line}: {instruction}: {message}")]
+    Step {
+        /// The Dockerfile as the user named it.
+        file: String,
+        /// 1-based line of the instruction.
+        line: usize,
+        /// The instruction as written (shortened).
+        instruction: String,
+        /// What went wrong and what to do.
+        message: String,
+    },
+
+    /// The image store or a registry failed.
+    #[error("{what}: {source}")]
+    Image {
+        /// What the build was doing.
+        what: String,
+        /// The store's or registry's error (boxed: it is large).
+        source: Box<ferry_oci::Error>,
+    },
+
+    /// Starting or removing a build container failed.
+    #[error("{file}:{line}: {instruction}: {source}")]
+    Container {
+        /// The Dockerfile as the user named it.
+        file: String,
+        /// 1-based line of the instruction.
+        line: usize,
+        /// The instruction as written (shortened).
+        instruction: String,
+        /// The runtime's error (boxed: it is large).
+        source: Box<ferry_container::Error>,
+    },
+
     /// Reading the build context or an ignore file failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -125,8 +191,12 @@ impl Error {
             | Error::Unsupported { line, .. }
             | Error::Expansion { line, .. }
             | Error::Stage { line, .. }
-            | Error::IgnorePattern { line, .. } => Some(*line),
-            Error::UnknownTarget { .. } | Error::Io { .. } => None,
+            | Error::IgnorePattern { line, .. }
+            | Error::Run { line, .. }
+            | Error::RunUnavailable { line, .. }
+            | Error::Step { line, .. }
+            | Error::Container { line, .. } => Some(*line),
+            Error::UnknownTarget { .. } | Error::Io { .. } | Error::Image { .. } => None,
         }
     }
 }

@@ -3,7 +3,10 @@
 //! build plan ([`stage`]), expanded steps for the executor ([`evaluator`]), and the
 //! build context with `.dockerignore` ([`ignore`], [`context`]).
 //!
-//! Everything but [`context`] is pure. The flow:
+//! The executor ([`executor`], with [`layer`] and [`cache`]) builds the plan into an
+//! image in ferry-oci's store, running `RUN` through ferry-container (runc).
+//!
+//! Everything but [`context`] and the executor is pure. The flow:
 //!
 //! ```
 //! use ferry_build::{dockerfile, stage};
@@ -16,12 +19,15 @@
 //! assert_eq!(steps.len(), 1);
 //! ```
 
+pub mod cache;
 pub mod context;
 pub mod dockerfile;
 pub mod error;
 pub mod evaluator;
+pub mod executor;
 pub mod expansion;
 pub mod ignore;
+pub mod layer;
 pub mod platform;
 pub mod stage;
 
@@ -31,6 +37,7 @@ pub use context::{
 pub use dockerfile::{Dockerfile, Instruction, InstructionKind, parse};
 pub use error::{Error, Result, Warning};
 pub use evaluator::{Evaluator, Step, StepKind};
+pub use executor::{BuildOutput, BuildRequest, build};
 pub use ignore::PatternMatcher;
 pub use platform::Platform;
 pub use stage::{Base, BuildOptions, CopySource, Plan, Stage, plan};

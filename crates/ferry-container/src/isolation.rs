@@ -156,6 +156,7 @@ async fn trial(runtime: &Runtime, id: &str, scratch: &Path) -> std::result::Resu
         match c.rootfs_kind() {
             crate::RootfsKind::Overlay => "overlayfs",
             crate::RootfsKind::Copy => "copied",
+            crate::RootfsKind::Bind => "bind-mounted",
         }
     ))
 }

@@ -26,6 +26,10 @@ pub enum RootfsMode {
     Overlay,
     /// Always a copy (slow for big images; for file systems overlayfs refuses).
     Copy,
+    /// The image directory itself, bind-mounted: the container writes straight into
+    /// it. For the Dockerfile builder, whose stage root file system is private to one
+    /// build and must keep what `RUN` writes.
+    Bind,
 }
 
 /// What a container's root filesystem turned out to be.
@@ -36,6 +40,8 @@ pub enum RootfsKind {
     Overlay,
     /// A private copy of the image.
     Copy,
+    /// The image directory itself (bind-mounted, written in place).
+    Bind,
 }
 
 /// The mount point (or copy) inside a container directory.
@@ -60,6 +66,22 @@ pub(crate) fn prepare(
     }
     let rootfs = rootfs_dir(dir);
     fs::create_dir_all(&rootfs).at(id, &rootfs)?;
+    if mode == RootfsMode::Bind {
+        nix::mount::mount(
+            Some(image),
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|source| Error::Mount {
+            id: id.to_string(),
+            action: "bind-mount the root file system on".into(),
+            path: rootfs.clone(),
+            source,
+        })?;
+        return Ok((RootfsKind::Bind, None));
+    }
     let mut why_not = None;
     if mode != RootfsMode::Copy {
         match mount_overlay(id, image, dir) {

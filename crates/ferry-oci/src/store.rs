@@ -106,8 +106,9 @@ impl Store {
         self.root.join(".tmp")
     }
 
-    /// A fresh path in the temp dir.
-    pub(crate) fn temp_path(&self, what: &str) -> PathBuf {
+    /// A fresh path in the temp dir, for a blob being written (then
+    /// [`Store::commit_blob`]); on the store's file system, so the commit is a rename.
+    pub fn temp_path(&self, what: &str) -> PathBuf {
         let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
         self.temp_dir()
             .join(format!("{what}-{}-{n}", std::process::id()))
@@ -152,8 +153,9 @@ impl Store {
         Ok(digest)
     }
 
-    /// Moves a verified temp file into `blobs/` under `digest`.
-    pub(crate) fn commit_blob(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+    /// Moves a verified temp file (from [`Store::temp_path`]) into `blobs/` under
+    /// `digest`; the caller has hashed it.
+    pub fn commit_blob(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let dst = self.blob_path(digest);
         fs::rename(tmp, &dst).at(&dst)
     }

@@ -148,6 +148,7 @@ async fn writes_go_to_the_upper_layer_never_to_the_image() {
                         .contains("evil")
                 );
             }
+            RootfsKind::Bind => unreachable!("Bind is never asked for here"),
             RootfsKind::Copy => {
                 assert_eq!(mode, RootfsMode::Copy);
                 assert!(
