@@ -493,7 +493,12 @@ impl Kubelet {
         for row in rows {
             tracing::info!("stopping {} (pid {}): its pod is not run", row.id, row.pid);
             if let Some(cid) = container_of(&row) {
-                self.orphans().push(cid.to_string());
+                let (rt, cid) = (self.containers.clone(), cid.to_string());
+                tokio::spawn(async move {
+                    if let Err(e) = rt.delete(&cid).await {
+                        tracing::warn!("deleting container {cid}: {e}");
+                    }
+                });
             } else if let Ok(pid) = u32::try_from(row.pid) {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
             }

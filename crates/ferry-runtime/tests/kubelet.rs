@@ -1860,3 +1860,47 @@ async fn container_whose_runtime_state_vanished_is_restarted() {
     assert_eq!(env.runc_ids().len(), 1);
     env.kubelet().stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_honours_run_as_user_read_only_root_downward_api_host_path_and_exec_probes() {
+    let Some(mut env) = ContainerEnv::new() else {
+        return;
+    };
+    env.start();
+    let host_dir = env.dir.path().join("host-data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "host file").unwrap();
+    let script = "echo uid=$(id -u); echo gid=$(id -g); \
+                  if touch /rootfile 2>/dev/null; then echo root=writable; else echo root=readonly; fi; \
+                  echo labels=$(cat /etc/podinfo/labels); echo name=$(cat /etc/podinfo/name); \
+                  echo host=$(cat /data/from-host); \
+                  echo ok > /scratch/ready; echo done; sleep 3600";
+    env.box_pod(
+        "strict",
+        vec![json!({"name": "app", "script": script,
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 1000,
+                "runAsNonRoot": true, "readOnlyRootFilesystem": true},
+            "readinessProbe": {"exec": {"command": ["cat", "/scratch/ready"]}, "periodSeconds": 1},
+            "volumeMounts": [
+                {"name": "podinfo", "mountPath": "/etc/podinfo"},
+                {"name": "data", "mountPath": "/data", "readOnly": true},
+                {"name": "scratch", "mountPath": "/scratch"}]})],
+        json!({"volumes": [
+            {"name": "podinfo", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            {"name": "data", "hostPath": {"path": host_dir.display().to_string(), "type": "Directory"}},
+            {"name": "scratch", "emptyDir": {"medium": "Memory"}}]}),
+    );
+    let log = env.wait_log("strict", "app", "done").await;
+    assert_eq!(field(&log, "uid"), "1000", "{log}");
+    assert_eq!(field(&log, "gid"), "1000");
+    assert_eq!(field(&log, "root"), "readonly");
+    assert_eq!(field(&log, "labels"), "app=\"strict\"");
+    assert_eq!(field(&log, "name"), "strict");
+    assert_eq!(field(&log, "host"), "host file");
+    // The probe's file exists only inside the container: ready means it ran there.
+    env.wait_pod("strict", "ready", is_ready).await;
+    env.kubelet().stop_all().await;
+    assert!(env.runc_ids().is_empty());
+}
