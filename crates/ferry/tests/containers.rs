@@ -43,8 +43,23 @@ fn runc_ids(home: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The host pid of a container's init, 0 once it has stopped.
+fn runc_pid(home: &Path, id: &str) -> u64 {
+    let out = std::process::Command::new("runc")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .arg("--root")
+        .arg(home.join("runc/state"))
+        .args(["state", id])
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .unwrap_or(0)
+}
+
 #[test]
-fn serve_with_container_isolation_runs_and_deletes_a_pod_as_a_container() {
+fn serve_with_container_isolation_runs_readopts_after_kill_9_and_deletes_a_pod_as_a_container() {
     if let Some(why) = skip_reason() {
         eprintln!("skipped: {why}");
         return;
@@ -97,7 +112,41 @@ fn serve_with_container_isolation_runs_and_deletes_a_pod_as_a_container() {
         let logs = d.ok(&["logs", "boxed"]);
         logs.contains("hello from boxed").then_some(())
     });
-    assert_eq!(runc_ids(d.home()).len(), 1, "{}", d.log_tail());
+    let ids = runc_ids(d.home());
+    assert_eq!(ids.len(), 1, "{}", d.log_tail());
+    let pid = runc_pid(d.home(), &ids[0]);
+    assert!(pid > 0);
+
+    // kill -9 of the daemon leaves the container running; the next daemon re-adopts
+    // it: the same container, the same init process, no restart.
+    d.kill9();
+    assert_eq!(
+        runc_pid(d.home(), &ids[0]),
+        pid,
+        "the container outlives the daemon"
+    );
+    d.respawn();
+    d.eventually("the pod to run again", 30, || {
+        let out = d.ok(&["get", "pods"]);
+        out.lines()
+            .any(|l| l.starts_with("boxed") && l.contains("Running"))
+            .then_some(())
+    });
+    assert_eq!(runc_ids(d.home()), ids, "{}", d.log_tail());
+    assert_eq!(runc_pid(d.home(), &ids[0]), pid);
+    let pod: serde_json::Value =
+        serde_json::from_str(&d.ok(&["get", "pod", "boxed", "-o", "json"])).unwrap();
+    assert_eq!(
+        pod.pointer("/status/containerStatuses/0/restartCount"),
+        Some(&serde_json::json!(0)),
+        "{pod}"
+    );
+    let logs = d.ok(&["logs", "boxed"]);
+    assert_eq!(
+        logs.matches("hello from boxed").count(),
+        1,
+        "ran once: {logs}"
+    );
 
     d.ok(&["delete", "pod", "boxed"]);
     d.eventually("the pod's container to be deleted", 30, || {
