@@ -364,3 +364,105 @@ fn errors_are_clear_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FERRY_REGISTRY_AUTH"));
 }
+
+/// Why a Dockerfile with `RUN` cannot be built here, if it cannot.
+fn dockerfile_run_skip_reason() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        return Some("not running as root".into());
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let runc = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/usr/bin".into(), "/sbin".into()])
+        .any(|d| d.join("runc").is_file());
+    if !runc {
+        return Some("runc is not installed (Debian package runc)".into());
+    }
+    let head = std::fs::read("/bin/busybox").unwrap_or_default();
+    if head.is_empty() || head.windows(7).take(8192).any(|w| w == b"ld-linu") {
+        return Some(
+            "/bin/busybox is missing or not static (Debian package busybox-static)".into(),
+        );
+    }
+    None
+}
+
+#[test]
+fn dockerfile_build_runs_steps_caches_them_and_names_a_failing_line() {
+    if let Some(why) = dockerfile_run_skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let home = Home::new();
+    let base = home.dir.path().join("base");
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "cat"] {
+        std::os::unix::fs::symlink("busybox", base.join("bin").join(a)).unwrap();
+    }
+    home.ok(&["build", base.to_str().unwrap(), "-t", "bb:test"]);
+
+    let ctx = home.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("x.txt"), "x\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:test\nARG GREETING=hello\nRUN echo $GREETING > /hi\nCOPY x.txt /x.txt\nCMD [\"cat\", \"/hi\"]\n",
+    )
+    .unwrap();
+    let dir = ctx.to_str().unwrap();
+    let out = home.ferry(&[
+        "build",
+        dir,
+        "-t",
+        "app:1",
+        "-t",
+        "app:2",
+        "--build-arg",
+        "GREETING=hi",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("] RUN echo $GREETING > /hi"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let digest = stdout.split_whitespace().nth(1).unwrap().to_string();
+    assert!(stdout.contains(&format!("app:2 {digest}")), "{stdout}");
+
+    // Nothing changed: every step from the cache, the same image.
+    let out = home.ferry(&[
+        "build",
+        dir,
+        "-t",
+        "app:1",
+        "--build-arg",
+        "GREETING=hi",
+        "-o",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("CACHED RUN echo $GREETING"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["digest"], digest.as_str());
+    assert_eq!(report["steps_run"], 0);
+
+    // A failing RUN names its line and exit code; the tag stays where it was.
+    std::fs::write(
+        ctx.join("Bad.Dockerfile"),
+        "FROM bb:test\n\nRUN echo broken; exit 3\n",
+    )
+    .unwrap();
+    let bad = ctx.join("Bad.Dockerfile");
+    let out = home.ferry(&["build", dir, "-f", bad.to_str().unwrap(), "-t", "app:1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Bad.Dockerfile:3: RUN echo broken; exit 3 exited with 3"),
+        "{stderr}"
+    );
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", "app:1"])).unwrap();
+    assert!(inspect.to_string().contains(&digest), "{inspect}");
+}

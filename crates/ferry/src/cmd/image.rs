@@ -44,19 +44,40 @@ pub struct RegistryArgs {
 
 /// `ferry image build`.
 ///
-/// The directory's content becomes one layer (at `--dest`, default `/`), on top of
-/// `--base` if given. Entries are sorted, mtimes are SOURCE_DATE_EPOCH (else 0),
-/// owners 0:0, and `created` is fixed, so the same content gives the same digest.
+/// With a Dockerfile (`DIR/Dockerfile`, `DIR/Containerfile` or `-f FILE`), the
+/// Dockerfile is built with DIR as its context: `RUN` in a container through runc,
+/// one layer per file-system step, a build cache under FERRY_HOME/build-cache.
+///
+/// Without one (or with `--cmd`/`--base`), the directory's content becomes one layer
+/// (at `--dest`, default `/`), on top of `--base` if given. Entries are sorted, mtimes
+/// are SOURCE_DATE_EPOCH (else 0), owners 0:0, and `created` is fixed, so the same
+/// content gives the same digest.
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// The directory to build from.
+    /// The directory to build from (the build context for a Dockerfile).
     pub dir: PathBuf,
-    /// Name for the image, NAME[:TAG].
-    #[arg(short, long)]
-    pub tag: String,
-    /// Base image: a local name, a registry reference (pulled if missing), or `scratch`.
-    #[arg(long, default_value = "scratch")]
-    pub base: String,
+    /// Name for the image, NAME[:TAG] (repeatable).
+    #[arg(short, long, required = true)]
+    pub tag: Vec<String>,
+    /// The Dockerfile (default: DIR/Dockerfile, else DIR/Containerfile).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Build argument NAME=VALUE for the Dockerfile's ARGs (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_arg: Vec<String>,
+    /// Build the Dockerfile only up to this stage.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Run every Dockerfile step; use nothing from the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Progress output: plain or auto (both print one line per step and RUN output).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["plain", "auto"])]
+    pub progress: String,
+    /// Base image: a local name, a registry reference (pulled if missing), or `scratch`
+    /// (directory builds; the default there is scratch).
+    #[arg(long)]
+    pub base: Option<String>,
     /// Entrypoint. Repeat for each argument, or give a JSON array (`'["/app","-v"]'`);
     /// a single value with spaces is split on whitespace. Resets the base's cmd unless
     /// --cmd is given too.
@@ -243,14 +264,113 @@ struct BuildReport<'a> {
     diff_id: &'a str,
 }
 
+fn source_date_epoch() -> anyhow::Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => {
+            Ok(Some(v.trim().parse::<u64>().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?} must be seconds since 1970")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The Dockerfile to build, if this is a Dockerfile build.
+fn dockerfile_of(a: &BuildArgs) -> Option<PathBuf> {
+    if a.base.is_some() || !a.cmd.is_empty() {
+        return None;
+    }
+    if let Some(f) = &a.file {
+        return Some(f.clone());
+    }
+    ["Dockerfile", "Containerfile"]
+        .iter()
+        .map(|n| a.dir.join(n))
+        .find(|p| p.is_file())
+}
+
+#[derive(Serialize)]
+struct DockerfileReport {
+    tags: Vec<String>,
+    digest: String,
+    config: String,
+    steps_run: usize,
+    steps_cached: usize,
+}
+
 fn cmd_build(store: &Store, a: BuildArgs) -> anyhow::Result<u8> {
-    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u64>()
-            .with_context(|| format!("SOURCE_DATE_EPOCH={v:?} must be seconds since 1970"))?,
-        _ => 0,
+    match dockerfile_of(&a) {
+        Some(df) => cmd_build_dockerfile(store, &a, df),
+        None => cmd_build_dir(store, a),
+    }
+}
+
+fn cmd_build_dockerfile(store: &Store, a: &BuildArgs, dockerfile: PathBuf) -> anyhow::Result<u8> {
+    if !a.dir.is_dir() {
+        anyhow::bail!("the build context {} is not a directory", a.dir.display());
+    }
+    let mut build_args = std::collections::BTreeMap::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                build_args.insert(k.to_string(), v.to_string());
+            }
+            // Docker: `--build-arg NAME` takes the value from the environment.
+            _ if !kv.is_empty() && !kv.contains('=') => {
+                if let Ok(v) = std::env::var(kv) {
+                    build_args.insert(kv.clone(), v);
+                }
+            }
+            _ => anyhow::bail!("--build-arg {kv:?} must be NAME=VALUE"),
+        }
+    }
+    let platform = match &a.platform {
+        Some(p) => Some(
+            ferry_build::Platform::parse(p)
+                .map_err(|e| anyhow::anyhow!("--platform {p:?}: {e}"))?,
+        ),
+        None => None,
     };
+    let req = ferry_build::BuildRequest {
+        context: a.dir.clone(),
+        dockerfile,
+        tags: a.tag.clone(),
+        options: ferry_build::BuildOptions {
+            build_args,
+            target: a.target.clone(),
+            platform,
+        },
+        no_cache: a.no_cache,
+        source_date_epoch: source_date_epoch()?,
+        home: home::ferry_home(),
+    };
+    let client = client(&a.registry, None, a.platform.as_deref()).ok();
+    let mut err = std::io::stderr();
+    let out = runtime()?.block_on(ferry_build::build(store, &req, client.as_ref(), &mut err))?;
+    match a.output {
+        Format::Table => {
+            for t in &out.tags {
+                println!("{t} {}", out.digest);
+            }
+        }
+        f => output::print_data(
+            &DockerfileReport {
+                tags: out.tags.clone(),
+                digest: out.digest.to_string(),
+                config: out.config_digest.to_string(),
+                steps_run: out.ran,
+                steps_cached: out.cached,
+            },
+            f,
+        )?,
+    }
+    Ok(EXIT_OK)
+}
+
+fn cmd_build_dir(store: &Store, a: BuildArgs) -> anyhow::Result<u8> {
+    let source_date_epoch = source_date_epoch()?.unwrap_or(0);
+    let base_name = a.base.clone().unwrap_or_else(|| "scratch".to_string());
+    let first_tag = a.tag[0].clone();
     let platform = match &a.platform {
         Some(p) => Some(
             Platform::parse(p)
@@ -258,23 +378,23 @@ fn cmd_build(store: &Store, a: BuildArgs) -> anyhow::Result<u8> {
         ),
         None => None,
     };
-    let base = if a.base == "scratch" {
+    let base = if base_name == "scratch" {
         None
     } else {
         // A registry base not yet in the store is pulled first.
-        if store.resolve(&a.base)?.is_none() {
-            let r = Reference::parse(&a.base)?;
+        if store.resolve(&base_name)?.is_none() {
+            let r = Reference::parse(&base_name)?;
             if !r.is_local() {
                 eprintln!("pulling base {r}");
                 let c = client(&a.registry, Some(&r), a.platform.as_deref())?;
                 runtime()?.block_on(c.pull(store, &r))?;
             }
         }
-        Some(a.base.clone())
+        Some(base_name.clone())
     };
     let opts = BuildOptions {
         context: a.dir.clone(),
-        tag: a.tag.clone(),
+        tag: first_tag.clone(),
         base,
         dest: Some(a.dest.clone()),
         entrypoint: argv(&a.entrypoint, "--entrypoint")?,
@@ -288,7 +408,10 @@ fn cmd_build(store: &Store, a: BuildArgs) -> anyhow::Result<u8> {
         platform,
     };
     let result = build(store, &opts)
-        .with_context(|| format!("building {} from {}", a.tag, a.dir.display()))?;
+        .with_context(|| format!("building {first_tag} from {}", a.dir.display()))?;
+    for t in &a.tag[1..] {
+        store.tag(&first_tag, t)?;
+    }
     let report = BuildReport {
         reference: result.info.reference(),
         digest: result.info.digest.as_str(),
