@@ -133,9 +133,20 @@ pub async fn build(
         .unwrap_or_else(|| "Dockerfile".into());
     let df = parse(&name, &text)?;
     let plan = plan(&df, &req.options)?;
+    let host = crate::platform::Platform::host();
+    if plan.platform != host {
+        // RUN would execute the host's binaries, and no emulation is set up.
+        return Err(Error::Image {
+            what: format!("--platform {}", plan.platform),
+            source: Box::new(ferry_oci::Error::Build(format!(
+                "ferry builds Dockerfiles only for this machine's platform ({host}); leave --platform out"
+            ))),
+        });
+    }
     for w in &plan.warnings {
         let _ = writeln!(progress, "warning: {w}");
     }
+    reap_stale(&req.home.join("build")).await;
     let work = req.home.join("build").join(format!(
         "{}-{}",
         std::process::id(),
@@ -179,6 +190,42 @@ pub async fn build(
     let result = b.build_all(&tags).await;
     let _ = fs::remove_dir_all(&work);
     result
+}
+
+/// Removes what killed builds left under `build_root`: directories named after a
+/// process that is gone, their stopped `RUN` containers deleted (and unmounted)
+/// through the runtime first. Best effort: a leftover costs disk space, not
+/// correctness.
+async fn reap_stale(build_root: &Path) {
+    let Ok(entries) = fs::read_dir(build_root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = e.path();
+        let rt = Runtime::new(dir.join("runc"));
+        if dir.join("runc").is_dir() {
+            for c in rt.list().await.unwrap_or_default() {
+                let _ = rt.delete(&c.id).await;
+            }
+        }
+        // Never delete through a mount that is still there.
+        let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let prefix = dir.display().to_string();
+        let mounted = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .any(|m| m.starts_with(&prefix));
+        if !mounted {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 struct Builder<'a> {

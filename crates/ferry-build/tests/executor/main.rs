@@ -401,3 +401,29 @@ async fn a_missing_base_image_names_the_from_line() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn a_build_removes_what_a_killed_build_left() {
+    let Some(h) = H::new() else { return };
+    // Named after a pid above any pid_max: that process is surely gone.
+    let stale = h.tmp.path().join("home/build/999999999-1/stage-0/rootfs");
+    fs::create_dir_all(&stale).unwrap();
+    fs::write(stale.join("junk"), "x").unwrap();
+    let req = h.request("FROM busybox:test\nENV A=1\n", &[]);
+    h.ok(&req).await;
+    assert!(!h.tmp.path().join("home/build/999999999-1").exists());
+}
+
+#[tokio::test]
+async fn platforms_other_than_the_host_are_refused() {
+    let Some(h) = H::new() else { return };
+    let mut req = h.request("FROM busybox:test\n", &[]);
+    let other = if cfg!(target_arch = "x86_64") {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    req.options.platform = Some(ferry_build::Platform::parse(other).unwrap());
+    let msg = h.build(&req).await.0.expect_err("refused").to_string();
+    assert!(msg.contains("only for this machine's platform"), "{msg}");
+}
