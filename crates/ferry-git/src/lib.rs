@@ -21,6 +21,7 @@ mod creds;
 mod error;
 mod push;
 mod tree;
+pub use tree::CHECKOUT_CONTENT_LIMIT;
 mod url;
 
 pub use cache::{CacheStats, FetchOutcome, RepoCache};

@@ -4,6 +4,11 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+/// Blobs larger than this are checked out as sparse files of their size, never read:
+/// no renderer accepts a manifest this big (ferry-core's per-file limit is 16 MiB),
+/// and reading one whole would let a commit drive the daemon's memory.
+pub const CHECKOUT_CONTENT_LIMIT: u64 = 16 * 1024 * 1024;
+
 use gix::objs::tree::EntryKind;
 
 use crate::cache::{Mirror, RepoCache, lock, read, write};
@@ -320,12 +325,26 @@ impl TreeWriter<'_> {
                     self.write_tree(e.oid, &child_rel)?;
                 }
                 EntryKind::Blob | EntryKind::BlobExecutable => {
-                    let blob = self
+                    let size = self
                         .repo
-                        .find_blob(e.oid)
-                        .map_err(|err| repo_err(self.mirror, chain(&err)))?;
-                    std::fs::write(&dest, &blob.data)
-                        .map_err(|err| Error::io("cannot write", &dest, err))?;
+                        .find_header(e.oid)
+                        .map_err(|err| repo_err(self.mirror, chain(&err)))?
+                        .size();
+                    if size > CHECKOUT_CONTENT_LIMIT {
+                        // A hostile commit's huge file is never held in memory: the
+                        // checkout gets a sparse file of the same size, which every
+                        // render refuses by its size (naming it) before reading it.
+                        std::fs::File::create(&dest)
+                            .and_then(|f| f.set_len(size))
+                            .map_err(|err| Error::io("cannot write", &dest, err))?;
+                    } else {
+                        let blob = self
+                            .repo
+                            .find_blob(e.oid)
+                            .map_err(|err| repo_err(self.mirror, chain(&err)))?;
+                        std::fs::write(&dest, &blob.data)
+                            .map_err(|err| Error::io("cannot write", &dest, err))?;
+                    }
                     #[cfg(unix)]
                     if e.kind == EntryKind::BlobExecutable {
                         use std::os::unix::fs::PermissionsExt;

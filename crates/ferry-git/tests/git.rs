@@ -809,3 +809,27 @@ fn regression_git_credentials_not_sent_across_redirect() {
     }
     assert_eq!(f.remote_tip("main"), f.c2, "nothing was pushed");
 }
+
+#[test]
+fn regression_a_huge_file_in_a_commit_is_checked_out_sparse_never_read_into_memory() {
+    use std::os::unix::fs::MetadataExt as _;
+    let f = Fixture::new();
+    let big = "x".repeat(ferry_git::CHECKOUT_CONTENT_LIMIT as usize + 1);
+    let c = f.push_commit(
+        &[("apps/web/big.yaml", big.as_str())],
+        "a hostile 16 MiB+ file",
+    );
+    let cache = f.cache();
+    let url = f.file_url();
+    cache.fetch(&url, None).unwrap();
+    let dir = cache.checkout(&url, &id(&c), "apps/web").unwrap();
+    let meta = std::fs::metadata(dir.join("big.yaml")).unwrap();
+    // Same size, so a render refuses it by its size and names it...
+    assert_eq!(meta.len(), big.len() as u64);
+    // ...but sparse: its content was never written, so never held in memory.
+    assert!(
+        meta.blocks() * 512 < meta.len() / 2,
+        "{} blocks",
+        meta.blocks()
+    );
+}
