@@ -492,6 +492,12 @@ impl Kubelet {
         };
         for row in rows {
             tracing::info!("stopping {} (pid {}): its pod is not run", row.id, row.pid);
+            // Forgotten first: whoever sees it gone then finds no record of it either.
+            if let Some(db) = self.cluster.db()
+                && let Err(e) = db.delete_process(&row.id)
+            {
+                tracing::warn!("forgetting process {}: {e}", row.id);
+            }
             if let Some(cid) = container_of(&row) {
                 let (rt, cid) = (self.containers.clone(), cid.to_string());
                 tokio::spawn(async move {
@@ -501,11 +507,6 @@ impl Kubelet {
                 });
             } else if let Ok(pid) = u32::try_from(row.pid) {
                 process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-            }
-            if let Some(db) = self.cluster.db()
-                && let Err(e) = db.delete_process(&row.id)
-            {
-                tracing::warn!("forgetting process {}: {e}", row.id);
             }
         }
     }

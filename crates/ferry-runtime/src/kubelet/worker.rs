@@ -530,6 +530,9 @@ pub(super) async fn run_pod(
                 {
                     tracing::warn!("removing the logs of pod {}: {e}", ctx.pod_ref);
                 }
+                // Containers recorded but never taken by a container of this worker (a
+                // finished pod's, left by a daemon killed before it deleted them).
+                ctx.kl.stop_recorded(&ctx.uid);
                 ctx.kl.remove_pod_volumes(&ctx.uid);
                 if let Err(e) = ctx.kl.cluster.finalize(&ctx.key) {
                     tracing::warn!("finalizing pod {}: {e}", ctx.pod_ref);
