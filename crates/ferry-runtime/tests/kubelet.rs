@@ -1904,3 +1904,110 @@ async fn container_honours_run_as_user_read_only_root_downward_api_host_path_and
     env.kubelet().stop_all().await;
     assert!(env.runc_ids().is_empty());
 }
+
+/// The pods of the whole runtime (`ferry_runtime::Runtime`) whose name starts with
+/// `prefix`.
+fn pods_named(rt: &ferry_runtime::Runtime, prefix: &str) -> Vec<Value> {
+    rt.cluster
+        .list(Some("Pod"), None)
+        .into_iter()
+        .map(Object::into_value)
+        .filter(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
+async fn wait_rt(
+    rt: &ferry_runtime::Runtime,
+    what: &str,
+    mut f: impl FnMut(&ferry_runtime::Runtime) -> bool,
+) {
+    let deadline = Instant::now() + WAIT;
+    while !f(rt) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_runtime_restart_readopts_workloads_and_a_job_completes_once() {
+    let Some(env) = ContainerEnv::new() else {
+        return;
+    };
+    let apply = |rt: &ferry_runtime::Runtime, v: Value| {
+        rt.apply(&Object::from_value(v).unwrap(), &ApplyOptions::default())
+            .unwrap();
+    };
+    let rt = ferry_runtime::Runtime::start(env.config.clone())
+        .await
+        .unwrap();
+    apply(
+        &rt,
+        json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "batch", "namespace": "default"},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "work", "image": "box:1",
+                    "command": ["sh", "-c", "echo working; sleep 2; echo finished"]}]}}}}),
+    );
+    apply(
+        &rt,
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "keeper", "namespace": "default"},
+            "spec": {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app",
+                "image": "box:1", "command": ["sh", "-c", "echo started; sleep 3600"]}]}}),
+    );
+    wait_rt(&rt, "both containers to run", |rt| {
+        ["batch", "keeper"].iter().all(|n| {
+            pods_named(rt, n)
+                .first()
+                .is_some_and(|p| container(p)["state"]["running"].is_object())
+        })
+    })
+    .await;
+    let db = rt.cluster.db().unwrap().clone();
+    let keeper_pid = db
+        .processes()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == "default/keeper/app")
+        .unwrap()
+        .pid;
+
+    // The daemon stops without stopping workloads; a new one starts on the same home.
+    rt.stop().await;
+    drop(rt);
+    let rt = ferry_runtime::Runtime::start(env.config.clone())
+        .await
+        .unwrap();
+    wait_rt(&rt, "the Job to complete", |rt| {
+        rt.cluster
+            .get(&ObjectKey::new("batch", "Job", "default", "batch"))
+            .is_some_and(|j| j.value()["status"]["succeeded"] == 1)
+    })
+    .await;
+    let job_pod = pods_named(&rt, "batch").remove(0);
+    assert_eq!(job_pod["status"]["phase"], "Succeeded", "{job_pod}");
+    assert_eq!(container(&job_pod)["restartCount"], 0);
+    let name = job_pod["metadata"]["name"].as_str().unwrap();
+    let log = rt
+        .kubelet
+        .log_path("default", name, "work", false)
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap_or_default();
+    assert_eq!(log, "working\nfinished\n", "the Job's container ran once");
+    let keeper = pods_named(&rt, "keeper").remove(0);
+    assert_eq!(container(&keeper)["restartCount"], 0, "{keeper}");
+    let rows = rt.cluster.db().unwrap().processes().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].pid, keeper_pid, "the same container");
+    assert!(pid_alive(keeper_pid as u32));
+
+    rt.down().await;
+    assert!(
+        env.runc_ids().is_empty(),
+        "ferry down deletes every container"
+    );
+}
