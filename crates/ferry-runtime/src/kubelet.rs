@@ -607,6 +607,7 @@ impl Kubelet {
         for mut c in ctls {
             while c.done.changed().await.is_ok() {}
         }
+        volume::unmount_all(&self.config.home.join("volumes"));
         let Some(db) = self.cluster.db() else { return };
         let rows = match db.processes() {
             Ok(rows) => rows,

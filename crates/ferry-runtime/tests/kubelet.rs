@@ -1903,6 +1903,12 @@ async fn container_honours_run_as_user_read_only_root_downward_api_host_path_and
     env.wait_pod("strict", "ready", is_ready).await;
     env.kubelet().stop_all().await;
     assert!(env.runc_ids().is_empty());
+    let home = env.config.home.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&home)),
+        "ferry down leaves no volume mounted"
+    );
 }
 
 /// The pods of the whole runtime (`ferry_runtime::Runtime`) whose name starts with

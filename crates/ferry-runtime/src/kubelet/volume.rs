@@ -400,6 +400,28 @@ pub(crate) fn mounts(
     Ok(out)
 }
 
+/// Unmounts every tmpfs volume (memory emptyDirs, Secrets) under `volumes_root`, for
+/// `ferry down`: nothing of a stopped runtime stays in memory. Disk volumes stay for
+/// their pods; the next start mounts fresh tmpfs volumes and writes Secrets again.
+pub(crate) fn unmount_all(volumes_root: &Path) {
+    let Ok(pods) = std::fs::read_dir(volumes_root) else {
+        return;
+    };
+    for pod in pods.flatten() {
+        let Ok(vols) = std::fs::read_dir(pod.path()) else {
+            continue;
+        };
+        for v in vols.flatten() {
+            let p = v.path();
+            if is_mount_point(&p)
+                && let Err(err) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH)
+            {
+                tracing::warn!("unmounting volume {}: {err}", p.display());
+            }
+        }
+    }
+}
+
 /// Unmounts and removes a pod's volumes (`volumes/POD-UID`), only inside `volumes`.
 pub(crate) fn remove(volumes_root: &Path, pod_dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(pod_dir) {
