@@ -146,7 +146,9 @@ pub async fn build(
     for w in &plan.warnings {
         let _ = writeln!(progress, "warning: {w}");
     }
-    reap_stale(&req.home.join("build")).await;
+    for w in reap_stale(&req.home.join("build")).await {
+        let _ = writeln!(progress, "warning: cleaning up after a killed build: {w}");
+    }
     let work = req.home.join("build").join(format!(
         "{}-{}",
         std::process::id(),
@@ -196,9 +198,10 @@ pub async fn build(
 /// process that is gone, their stopped `RUN` containers deleted (and unmounted)
 /// through the runtime first. Best effort: a leftover costs disk space, not
 /// correctness.
-async fn reap_stale(build_root: &Path) {
+async fn reap_stale(build_root: &Path) -> Vec<String> {
+    let mut warnings = Vec::new();
     let Ok(entries) = fs::read_dir(build_root) else {
-        return;
+        return warnings;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -211,8 +214,27 @@ async fn reap_stale(build_root: &Path) {
         let dir = e.path();
         let rt = Runtime::new(dir.join("runc"));
         if dir.join("runc").is_dir() {
-            for c in rt.list().await.unwrap_or_default() {
-                let _ = rt.delete(&c.id).await;
+            // Those runc knows, and those killed before runc ever saw them (their
+            // root file system already bind-mounted): delete unmounts both.
+            let mut ids: Vec<String> = rt
+                .list()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            if let Ok(dirs) = fs::read_dir(dir.join("runc").join("containers")) {
+                ids.extend(
+                    dirs.flatten()
+                        .map(|d| d.file_name().to_string_lossy().into_owned()),
+                );
+            }
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                if let Err(e) = rt.delete(&id).await {
+                    warnings.push(format!("deleting the container {id}: {e}"));
+                }
             }
         }
         // Never delete through a mount that is still there.
@@ -222,10 +244,29 @@ async fn reap_stale(build_root: &Path) {
             .lines()
             .filter_map(|l| l.split(' ').nth(4))
             .any(|m| m.starts_with(&prefix));
-        if !mounted {
-            let _ = fs::remove_dir_all(&dir);
+        if mounted {
+            warnings.push(format!(
+                "{} still has mounts; unmount them and remove it",
+                dir.display()
+            ));
+            continue;
+        }
+        // The killed build's container supervisor may still be writing its exit
+        // file as it dies: retry until the directory is gone, within a deadline.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while fs::remove_dir_all(&dir).is_err()
+            && dir.exists()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Err(e) = fs::remove_dir_all(&dir)
+            && dir.exists()
+        {
+            warnings.push(format!("removing {}: {e}", dir.display()));
         }
     }
+    warnings
 }
 
 struct Builder<'a> {
@@ -683,11 +724,28 @@ impl Builder<'_> {
             StepKind::Workdir(p) => {
                 let path = abs_path(&workdir, p);
                 rc(&mut st.config).insert("WorkingDir".into(), json!(path));
-                let key = cache::key(&[&st.chain, "WORKDIR", &path]);
+                let user = rc(&mut st.config)
+                    .get("User")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let key = cache::key(&[&st.chain, "WORKDIR", &path, &user]);
                 let rootfs = st.rootfs.clone();
                 return self
                     .fs_step(st, step, header, key, |b| {
-                        b.mkdir_p(&rootfs, &path, None).map(|_| ())
+                        // As buildkit: the directories WORKDIR creates belong to USER.
+                        let owner = if user.is_empty() {
+                            None
+                        } else {
+                            let spec = UserSpec {
+                                user: Some(user.clone()),
+                                ..UserSpec::default()
+                            };
+                            let u = ferry_container::user::resolve("workdir", &rootfs, &spec)
+                                .map_err(|e| b.step_err(step, format!("USER {user}: {e}")))?;
+                            Some((u.uid, u.gid))
+                        };
+                        b.mkdir_p(&rootfs, &path, owner).map(|_| ())
                     })
                     .await;
             }

@@ -466,3 +466,79 @@ fn dockerfile_build_runs_steps_caches_them_and_names_a_failing_line() {
     let inspect: Value = serde_json::from_str(&home.ok(&["inspect", "app:1"])).unwrap();
     assert!(inspect.to_string().contains(&digest), "{inspect}");
 }
+
+#[test]
+fn a_killed_dockerfile_build_moves_no_tag_and_the_next_build_cleans_up() {
+    if let Some(why) = dockerfile_run_skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let home = Home::new();
+    let base = home.dir.path().join("base");
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "sleep"] {
+        std::os::unix::fs::symlink("busybox", base.join("bin").join(a)).unwrap();
+    }
+    home.ok(&["build", base.to_str().unwrap(), "-t", "bb:test"]);
+    let ctx = home.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:test\nRUN echo first > /f\n",
+    )
+    .unwrap();
+    let dir = ctx.to_str().unwrap();
+    let first = home.ok(&["build", dir, "-t", "app:1"]);
+
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:test\nRUN echo begun-$((1+1)); sleep 30\n",
+    )
+    .unwrap();
+    let log = home.dir.path().join("build.log");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ferry"))
+        .env("FERRY_HOME", home.dir.path())
+        .args(["image", "build", dir, "-t", "app:1"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("begun-2")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The store is consistent and the tag where it was.
+    let ls = home.ok(&["ls"]);
+    assert!(ls.contains("app"), "{ls}");
+    let inspect = home.ok(&["inspect", "app:1"]);
+    assert!(
+        inspect.contains(first.split_whitespace().nth(1).unwrap()),
+        "{inspect}"
+    );
+
+    // The next build reaps the killed one's directory and container.
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:test\nRUN echo again > /g\n",
+    )
+    .unwrap();
+    let out = home.ferry(&["build", dir, "-t", "app:2"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("warning: cleaning up"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(home.dir.path().join("build"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

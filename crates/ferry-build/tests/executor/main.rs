@@ -272,6 +272,20 @@ async fn user_app_cannot_write_into_a_root_owned_copy() {
     })
     .await;
     let before = h.store.get("out:latest").unwrap().digest;
+    // WORKDIR after USER makes a directory the user owns, as buildkit does.
+    let mut own = req.clone();
+    own.dockerfile = own.context.join("Dockerfile.own");
+    fs::write(
+        &own.dockerfile,
+        "FROM busybox:test\nUSER app\nWORKDIR /work\nRUN echo mine > /work/f\n",
+    )
+    .unwrap();
+    own.tags = vec!["own:1".into()];
+    let (out, _) = h.ok(&own).await;
+    let root = h.unpack(&out);
+    let m = fs::metadata(root.join("work/f")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (1000, 1000));
+
     let (r, _) = h.build(&req).await;
     let e = r.expect_err("a permission error");
     let msg = e.to_string();
