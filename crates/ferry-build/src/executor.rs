@@ -573,10 +573,12 @@ impl Builder<'_> {
         if let Some(t) = self.req.source_date_epoch.or(created).or(st.created) {
             h.insert("created".into(), json!(ferry_oci::build::rfc3339(t)));
         }
-        h.insert(
-            "created_by".into(),
-            json!(format!("{} # buildkit-compatible", short(&step.original))),
-        );
+        let one_line = step
+            .original
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        h.insert("created_by".into(), json!(one_line));
         if empty {
             h.insert("empty_layer".into(), json!(true));
         }

@@ -441,3 +441,54 @@ async fn platforms_other_than_the_host_are_refused() {
     let msg = h.build(&req).await.0.expect_err("refused").to_string();
     assert!(msg.contains("only for this machine's platform"), "{msg}");
 }
+
+#[tokio::test]
+async fn config_instructions_follow_docker() {
+    let Some(h) = H::new() else { return };
+    ferry_oci::build(
+        &h.store,
+        &ferry_oci::BuildOptions {
+            context: h.context(&[]),
+            tag: "withcmd:1".into(),
+            base: Some("busybox:test".into()),
+            cmd: Some(vec!["sh".into()]),
+            ..ferry_oci::BuildOptions::default()
+        },
+    )
+    .unwrap();
+    // An ENTRYPOINT resets the CMD inherited from the base.
+    let req = h.request("FROM withcmd:1\nENTRYPOINT [\"/bin/echo\"]\n", &[]);
+    let (out, _) = h.ok(&req).await;
+    let c = h.config(&out);
+    assert_eq!(c["config"]["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    assert!(c["config"].get("Cmd").is_none(), "{c}");
+
+    // Shell forms go through SHELL; STOPSIGNAL, VOLUME; COPY --from an image.
+    let req = h.request(
+        "FROM withcmd:1\nSHELL [\"/bin/sh\", \"-ec\"]\nENTRYPOINT run me\nCMD x\nSTOPSIGNAL SIGINT\nVOLUME /data\nCOPY --from=busybox:test /etc/passwd /copied\n",
+        &[],
+    );
+    let (out, _) = h.ok(&req).await;
+    let c = h.config(&out);
+    let rc = &c["config"];
+    assert_eq!(
+        rc["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-ec", "run me"])
+    );
+    assert_eq!(rc["Cmd"], serde_json::json!(["/bin/sh", "-ec", "x"]));
+    assert_eq!(rc["StopSignal"], "SIGINT");
+    assert!(rc["Volumes"].get("/data").is_some(), "{rc}");
+    let history: Vec<&str> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(history.contains(&"STOPSIGNAL SIGINT"), "{history:?}");
+    let root = h.unpack(&out);
+    assert!(
+        fs::read_to_string(root.join("copied"))
+            .unwrap()
+            .contains("app:x:1000")
+    );
+}
