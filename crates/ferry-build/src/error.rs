@@ -143,6 +143,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The build was interrupted (Ctrl-C); nothing was tagged.
+    #[error("{file}:{line}: the build was interrupted here; no tag was moved")]
+    Cancelled {
+        /// The Dockerfile as the user named it.
+        file: String,
+        /// 1-based line of the step that was running or next.
+        line: usize,
+    },
+
     /// The image store or a registry failed.
     #[error("{what}: {source}")]
     Image {
@@ -195,7 +204,8 @@ impl Error {
             | Error::Run { line, .. }
             | Error::RunUnavailable { line, .. }
             | Error::Step { line, .. }
-            | Error::Container { line, .. } => Some(*line),
+            | Error::Container { line, .. }
+            | Error::Cancelled { line, .. } => Some(*line),
             Error::UnknownTarget { .. } | Error::Io { .. } | Error::Image { .. } => None,
         }
     }

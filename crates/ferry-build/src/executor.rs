@@ -47,6 +47,9 @@ pub struct BuildRequest {
     /// `FERRY_HOME`: stage root file systems go under `build/`, the cache under
     /// `build-cache/`.
     pub home: PathBuf,
+    /// Set (by a Ctrl-C handler) to stop the build: a running `RUN` is stopped and
+    /// removed, nothing is tagged.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a build made.
@@ -588,7 +591,24 @@ impl Builder<'_> {
         }
     }
 
+    fn cancelled(&self) -> bool {
+        self.req
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    fn cancel_err(&self, step: &Step) -> Error {
+        Error::Cancelled {
+            file: self.plan.file.clone(),
+            line: step.start_line,
+        }
+    }
+
     async fn step(&mut self, st: &mut StageState, step: &Step, cmd_set: &mut bool) -> Result<()> {
+        if self.cancelled() {
+            return Err(self.cancel_err(step));
+        }
         self.step_no += 1;
         let header = format!(
             "[{}/{}] {}",
@@ -999,12 +1019,21 @@ impl Builder<'_> {
         let mut offset = 0u64;
         let exit = loop {
             match tokio::time::timeout(PUMP_EVERY, c.wait()).await {
-                Ok(exit) => break exit,
-                Err(_) => offset = pump(&log, offset, self.progress),
+                Ok(exit) => break Some(exit),
+                Err(_) => {
+                    offset = pump(&log, offset, self.progress);
+                    if self.cancelled() {
+                        let _ = c.stop(Duration::from_secs(2)).await;
+                        break None;
+                    }
+                }
             }
         };
         pump(&log, offset, self.progress);
         let deleted = self.runtime.delete(&id).await;
+        let Some(exit) = exit else {
+            return Err(self.cancel_err(step));
+        };
         if exit.code != 0 {
             let text = fs::read_to_string(&log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();

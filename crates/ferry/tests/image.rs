@@ -542,3 +542,63 @@ fn a_killed_dockerfile_build_moves_no_tag_and_the_next_build_cleans_up() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn ctrl_c_stops_a_running_dockerfile_build_and_leaves_nothing() {
+    if let Some(why) = dockerfile_run_skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let home = Home::new();
+    let base = home.dir.path().join("base");
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", base.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "sleep"] {
+        std::os::unix::fs::symlink("busybox", base.join("bin").join(a)).unwrap();
+    }
+    home.ok(&["build", base.to_str().unwrap(), "-t", "bb:test"]);
+    let ctx = home.dir.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM bb:test\nRUN echo begun-$((1+1)); sleep 30\n",
+    )
+    .unwrap();
+    let log = home.dir.path().join("build.log");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("ferry"))
+        .env("FERRY_HOME", home.dir.path())
+        .args(["image", "build", ctx.to_str().unwrap(), "-t", "app:1"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("begun-2")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:2: the build was interrupted here"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(home.dir.path().join("build"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let out = home.ferry(&["inspect", "app:1"]);
+    assert!(!out.status.success(), "no image was tagged");
+}

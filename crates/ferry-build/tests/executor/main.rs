@@ -105,6 +105,7 @@ impl H {
             no_cache: false,
             source_date_epoch: None,
             home: self.tmp.path().join("home"),
+            cancel: None,
         }
     }
 

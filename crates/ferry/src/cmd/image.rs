@@ -343,10 +343,23 @@ fn cmd_build_dockerfile(store: &Store, a: &BuildArgs, dockerfile: PathBuf) -> an
         no_cache: a.no_cache,
         source_date_epoch: source_date_epoch()?,
         home: home::ferry_home(),
+        cancel: Some(Arc::new(std::sync::atomic::AtomicBool::new(false))),
     };
     let client = client(&a.registry, None, a.platform.as_deref()).ok();
     let mut err = std::io::stderr();
-    let out = runtime()?.block_on(ferry_build::build(store, &req, client.as_ref(), &mut err))?;
+    let out = runtime()?.block_on(async {
+        // Ctrl-C stops a running RUN and removes its container instead of leaving it
+        // to finish in the background.
+        if let Some(flag) = req.cancel.clone() {
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("interrupted: stopping the build");
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        ferry_build::build(store, &req, client.as_ref(), &mut err).await
+    })?;
     match a.output {
         Format::Table => {
             for t in &out.tags {
