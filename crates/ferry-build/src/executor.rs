@@ -1122,7 +1122,22 @@ impl Builder<'_> {
         let from_context = c.from == CopySource::Context;
         let dest_abs = abs_path(workdir, &c.dest);
         let dest_is_dir = c.dest.ends_with('/') || c.dest == "." || c.dest.ends_with("/.");
-        let many = c.sources.len() + c.inline.len() > 1 || c.sources.iter().any(|s| has_glob(s));
+        // Docker's rule counts what the sources match: a glob matching one file may
+        // copy to a file name.
+        let matches: usize = c
+            .sources
+            .iter()
+            .map(|s| {
+                let pat = crate::ignore::clean(&format!("/{s}"));
+                let pat = pat.trim_start_matches('/');
+                if has_glob(pat) {
+                    entries.iter().filter(|e| glob_match(pat, &e.path)).count()
+                } else {
+                    1
+                }
+            })
+            .sum();
+        let many = matches + c.inline.len() > 1;
         let mut items = Vec::new();
         for f in &c.inline {
             let dest = if dest_is_dir || many {

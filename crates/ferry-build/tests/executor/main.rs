@@ -235,7 +235,7 @@ async fn run_that_deletes_a_base_file_writes_a_whiteout() {
 async fn dockerignore_excludes_files_and_copy_without_chown_is_root() {
     let Some(h) = H::new() else { return };
     let req = h.request(
-        "FROM busybox:test\nCOPY . /ctx/\nCOPY sub /flat/\n",
+        "FROM busybox:test\nCOPY . /ctx/\nCOPY sub /flat/\nCOPY *.txt /one.txt\nCOPY sub/*.txt keep.* /globbed/\n",
         &[
             (".dockerignore", "secret.txt\n*.log\n"),
             ("keep.txt", "k"),
@@ -254,6 +254,13 @@ async fn dockerignore_excludes_files_and_copy_without_chown_is_root() {
         root.join("flat/inner.txt").is_file(),
         "a directory's contents"
     );
+    assert_eq!(
+        fs::read_to_string(root.join("one.txt")).unwrap(),
+        "k",
+        "a glob matching one file (the other is ignored) copies to a file name"
+    );
+    assert!(root.join("globbed/inner.txt").is_file());
+    assert!(root.join("globbed/keep.txt").is_file());
     let m = fs::metadata(root.join("ctx/keep.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (0, 0));
 }
