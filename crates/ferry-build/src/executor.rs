@@ -530,8 +530,11 @@ impl Builder<'_> {
                     .layers
                     .into_iter()
                     .map(|mut l| {
+                        // The manifest is OCI: Docker's layer types get their OCI names.
                         if l.media_type == spec::DOCKER_LAYER_GZIP {
                             l.media_type = OCI_LAYER_GZIP.to_string();
+                        } else if l.media_type == "application/vnd.docker.image.rootfs.diff.tar" {
+                            l.media_type = spec::OCI_LAYER_TAR.to_string();
                         }
                         l
                     })
