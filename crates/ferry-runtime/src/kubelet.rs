@@ -23,6 +23,7 @@
 mod command;
 mod containers;
 mod env;
+pub mod exec;
 mod expand;
 mod image;
 mod ports;

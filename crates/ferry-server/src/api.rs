@@ -13,6 +13,7 @@
 //! | `POST …/deployments/{name}/rollout/restart` | new pods with the same template |
 //! | `POST …/deployments/{name}/rollout/undo?toRevision=` | back to a revision's template |
 //! | `GET …/{kind}/{name}/log?container=&previous=&follow=&tail=` | container logs (a workload picks one of its pods) |
+//! | `POST …/pods/{name}/exec` | `{"command": [...], "container"?, "stdin"?, "timeoutSeconds"?}` → `{"stdout", "stderr", "exitCode"}` (non-interactive) |
 //! | `GET\|PUT\|DELETE …/services/{name}/traffic` | traffic weights by pod-template hash |
 //! | `GET /api/v1/events?namespace=&object=Kind/name` | events as Kubernetes `Event` objects |
 //! | `POST /api/v1/down` | stop every workload, then the daemon |
@@ -32,6 +33,7 @@
 //! and followed logs stream newline-delimited JSON (or text) until the client goes away
 //! or the daemon stops.
 
+mod exec;
 mod logs;
 mod traffic;
 mod workloads;
@@ -177,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{one}/rollout/restart"), post(workloads::restart))
         .route(&format!("{one}/rollout/undo"), post(workloads::undo))
         .route(&format!("{one}/log"), get(logs::logs))
+        .route(&format!("{one}/exec"), post(exec::exec))
         .route(
             &format!("{one}/traffic"),
             get(traffic::get_weights)
