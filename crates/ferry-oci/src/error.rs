@@ -215,6 +215,15 @@ pub enum Error {
     /// A build input or option is not usable.
     #[error("build: {0}")]
     Build(String),
+
+    /// A file given to `ferry image import` is not an image archive ferry can take.
+    #[error("{}: {reason}", file.display())]
+    Archive {
+        /// The file (or standard input).
+        file: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
 }
 
 impl Error {

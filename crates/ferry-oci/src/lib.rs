@@ -4,6 +4,7 @@
 //! The store is synchronous (plain files; call it from `spawn_blocking` in async
 //! code); the registry client is async (tokio, reqwest).
 
+pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod digest;
@@ -14,6 +15,7 @@ pub mod spec;
 pub mod store;
 pub mod unpack;
 
+pub use archive::{ExportResult, ImportOptions, ImportResult, ImportedImage, export, import};
 pub use auth::{Credential, Credentials};
 pub use build::{BuildOptions, BuildResult, build};
 pub use digest::Digest;
