@@ -52,6 +52,8 @@ enum Command {
     Describe(cmd::describe::DescribeArgs),
     /// Print a container's logs.
     Logs(cmd::logs::LogsArgs),
+    /// Run a command in a running pod's container (non-interactive: no TTY yet).
+    Exec(cmd::exec::ExecArgs),
     /// List events.
     Events(cmd::events::EventsArgs),
     /// Delete runtime objects (dependents too, unless --cascade=orphan).
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Get(a) => client::exit_code(cmd::get::run(a)),
         Command::Describe(a) => client::exit_code(cmd::describe::run(a)),
         Command::Logs(a) => client::exit_code(cmd::logs::run(a)),
+        Command::Exec(a) => cmd::exec::run(a),
         Command::Events(a) => client::exit_code(cmd::events::run(a)),
         Command::Delete(a) => client::exit_code(cmd::delete::run(a)),
         Command::Scale(a) => client::exit_code(cmd::scale::run(a)),
