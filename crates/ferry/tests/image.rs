@@ -602,3 +602,76 @@ fn ctrl_c_stops_a_running_dockerfile_build_and_leaves_nothing() {
     let out = home.ferry(&["inspect", "app:1"]);
     assert!(!out.status.success(), "no image was tagged");
 }
+
+/// `ferry image import -` reads a root filesystem tarball (made by the real `tar`)
+/// from standard input; `export -o FILE` writes an OCI archive that imports back to
+/// the same digest under the same name, one line per image.
+#[test]
+fn import_stdin_rootfs_then_export_and_reimport() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("etc")).unwrap();
+    std::fs::write(src.path().join("etc/motd"), "from a tarball\n").unwrap();
+    let tarball = std::process::Command::new("tar")
+        .args(["-C", &src.path().display().to_string(), "-c", "."])
+        .output()
+        .unwrap();
+    assert!(tarball.status.success());
+
+    let mut cmd = Command::cargo_bin("ferry").unwrap();
+    let out = cmd
+        .env("FERRY_HOME", home.dir.path())
+        .env("HOME", home.dir.path())
+        .args([
+            "image",
+            "import",
+            "-",
+            "-t",
+            "base:1",
+            "--cmd",
+            "cat /etc/motd",
+        ])
+        .args(["--env", "LANG=C.UTF-8", "-o", "json"])
+        .write_stdin(tarball.stdout)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "rootfs");
+    assert_eq!(v["images"][0]["reference"], "base:1");
+    assert_eq!(v["images"][0]["layers"], 1);
+    let digest = v["images"][0]["digest"].as_str().unwrap().to_string();
+    let inspect: Value = serde_json::from_str(&home.ok(&["inspect", "base:1"])).unwrap();
+    let text = inspect.to_string();
+    assert!(
+        text.contains("cat") && text.contains("LANG=C.UTF-8"),
+        "{text}"
+    );
+
+    let file = src.path().join("base.oci.tar");
+    let line = home.ok(&["export", "base:1", "-o", &file.display().to_string()]);
+    assert!(line.starts_with("exported base:1 (sha256:"), "{line}");
+    home.ok(&["rm", "base:1"]);
+    let line = home.ok(&["import", &file.display().to_string()]);
+    assert_eq!(
+        line.lines().count(),
+        1,
+        "one line per imported image: {line}"
+    );
+    assert!(
+        line.starts_with(&format!("imported base:1 ({digest}, 1 layer, ")),
+        "{line}"
+    );
+
+    // A rootfs without -t is refused with what to do.
+    let bare = src.path().join("bare.tar");
+    std::fs::write(&bare, b"").unwrap();
+    let out = home.ferry(&["import", &bare.display().to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-t NAME:TAG"), "{err}");
+}

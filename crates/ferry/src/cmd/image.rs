@@ -31,6 +31,10 @@ pub enum ImageCmd {
     Rm(RmArgs),
     /// Give a stored image another name (`tag SRC DST`).
     Tag(TagArgs),
+    /// Import a root filesystem tarball, `docker save` archive or OCI archive.
+    Import(crate::cmd::image_archive::ImportArgs),
+    /// Export a stored image as an OCI archive (`-o FILE`).
+    Export(crate::cmd::image_archive::ExportArgs),
 }
 
 /// Options shared by commands that talk to registries.
@@ -194,6 +198,8 @@ pub fn run(cmd: ImageCmd) -> anyhow::Result<u8> {
         ImageCmd::Inspect(a) => cmd_inspect(&store, a),
         ImageCmd::Rm(a) => cmd_rm(&store, a),
         ImageCmd::Tag(a) => cmd_tag(&store, a),
+        ImageCmd::Import(a) => crate::cmd::image_archive::run_import(&store, a),
+        ImageCmd::Export(a) => crate::cmd::image_archive::run_export(&store, a),
     }
 }
 
