@@ -16,6 +16,7 @@ pub mod exec;
 pub mod get;
 pub mod health;
 pub mod image;
+pub mod image_archive;
 pub mod logs;
 pub mod render;
 pub mod repo;
