@@ -112,7 +112,16 @@ pub(super) async fn exec(
         stdin: body.stdin.map(String::into_bytes),
         timeout: Duration::from_secs(secs),
     };
-    let out = s.runtime.kubelet.exec(&pod, req).await.map_err(|e| {
+    // A daemon that stops does not wait for the command: dropping the call kills it.
+    let ran = tokio::select! {
+        r = s.runtime.kubelet.exec(&pod, req) => r,
+        _ = s.shutdown.cancelled() => {
+            return Err(ApiError::conflict(format!(
+                "the ferry daemon is stopping: the command in container {container:?} of pod {name:?} was killed; run it again once the daemon is back"
+            )));
+        }
+    };
+    let out = ran.map_err(|e| {
         let msg = e.to_string();
         match e {
             ExecError::Start { .. } => ApiError::internal(msg),
