@@ -442,6 +442,21 @@ struct Staged {
 struct Member {
     /// Small JSON files are kept whole.
     data: Option<Vec<u8>>,
+    /// For a symlink, the member it points to (`docker save` links a layer it has
+    /// already written instead of writing it twice).
+    link: Option<String>,
+}
+
+/// The regular member `name` stands for, following symlink members.
+fn resolve(names: &HashMap<String, Member>, name: &str) -> Option<String> {
+    let mut cur = member_name(Path::new(name))?;
+    for _ in 0..8 {
+        match &names.get(&cur)?.link {
+            Some(next) => cur = next.clone(),
+            None => return Some(cur),
+        }
+    }
+    None
 }
 
 /// The input file, read as a (possibly gzip-compressed) tar.
@@ -499,16 +514,30 @@ impl Source {
         let mut archive = tar::Archive::new(self.open(true)?);
         for entry in archive.entries().map_err(|e| self.io_err(e))? {
             let mut entry = entry.map_err(|e| self.io_err(e))?;
-            if !matches!(
-                entry.header().entry_type(),
-                tar::EntryType::Regular | tar::EntryType::Continuous
-            ) {
-                continue;
-            }
             let raw = entry.path().map_err(|e| self.io_err(e))?.into_owned();
             let Some(name) = member_name(&raw) else {
                 continue;
             };
+            match entry.header().entry_type() {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {}
+                tar::EntryType::Symlink | tar::EntryType::Link => {
+                    let Some(target) = entry.link_name().map_err(|e| self.io_err(e))? else {
+                        continue;
+                    };
+                    // Symlinks are relative to their directory, hard links to the top.
+                    let base = if entry.header().entry_type() == tar::EntryType::Symlink {
+                        raw.parent().unwrap_or(Path::new("")).join(&target)
+                    } else {
+                        target.into_owned()
+                    };
+                    let link = clean(&base).and_then(|p| p.to_str().map(str::to_string));
+                    if link.is_some() {
+                        out.insert(name, Member { data: None, link });
+                    }
+                    continue;
+                }
+                _ => continue,
+            }
             let size = entry.size();
             let small_json =
                 (name.ends_with(".json") || name == "oci-layout" || name == "repositories")
@@ -520,7 +549,7 @@ impl Source {
             } else {
                 None
             };
-            out.insert(name, Member { data });
+            out.insert(name, Member { data, link: None });
         }
         Ok(out)
     }
@@ -946,19 +975,17 @@ fn import_docker(
     let mut wanted = HashSet::new();
     for e in &entries {
         for f in std::iter::once(&e.config).chain(&e.layers) {
-            let n = member_name(Path::new(f))
-                .filter(|n| names.contains_key(n))
-                .ok_or_else(|| {
-                    src.err(&format!(
-                        "manifest.json names {f:?}, which the archive does not hold"
-                    ))
-                })?;
+            let n = resolve(names, f).ok_or_else(|| {
+                src.err(&format!(
+                    "manifest.json names {f:?}, which the archive does not hold"
+                ))
+            })?;
             wanted.insert(n);
         }
     }
     let files = src.extract(store, temps, &wanted)?;
     let get = |f: &str| -> Result<&(PathBuf, Digest)> {
-        member_name(Path::new(f))
+        resolve(names, f)
             .and_then(|n| files.get(&n))
             .ok_or_else(|| src.err(&format!("{f} could not be read from the archive")))
     };

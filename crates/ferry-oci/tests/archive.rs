@@ -490,3 +490,65 @@ fn skopeo_reads_exports_and_writes_importable_archives() {
         assert_eq!(config.rootfs.diff_ids.len(), 1);
     }
 }
+
+/// `docker save` of two images that share a layer writes it once and links the
+/// second copy; both import, and `-t` (one name) is refused for two images.
+#[test]
+fn docker_save_with_two_images_and_a_linked_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let shared = tar_of(&[E("shared", F, 0o644, 0, b"both")]);
+    let own = tar_of(&[E("own", F, 0o644, 0, b"second")]);
+    let config = |layers: &[&Vec<u8>], cmd: &str| {
+        let diff_ids: Vec<String> = layers.iter().map(|l| sha(l).to_string()).collect();
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": spec::Platform::host().architecture,
+            "os": "linux",
+            "config": {"Cmd": [cmd]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap()
+    };
+    let c1 = config(&[&shared], "one");
+    let c2 = config(&[&shared, &own], "two");
+    let manifest = serde_json::json!([
+        {"Config": format!("{}.json", sha(&c1).hex()), "RepoTags": ["docker.io/library/one:1"], "Layers": ["aaa/layer.tar"]},
+        {"Config": format!("{}.json", sha(&c2).hex()), "RepoTags": ["two:1"], "Layers": ["bbb/layer.tar", "ccc/layer.tar"]},
+    ]);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add("aaa/layer.tar", &shared);
+    add("ccc/layer.tar", &own);
+    add(&format!("{}.json", sha(&c1).hex()), &c1);
+    add(&format!("{}.json", sha(&c2).hex()), &c2);
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_mode(0o777);
+    h.set_size(0);
+    b.append_link(&mut h, "bbb/layer.tar", "../aaa/layer.tar")
+        .unwrap();
+    let file = t.path().join("two.tar");
+    fs::write(&file, b.into_inner().unwrap()).unwrap();
+
+    let (_d, store) = new_store();
+    let err = import(&store, &file, &opts(Some("x:1")))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("holds 2"), "{err}");
+    let res = import(&store, &file, &opts(None)).unwrap();
+    let refs: Vec<&str> = res.images.iter().map(|i| i.reference.as_str()).collect();
+    assert_eq!(refs, ["one:1", "two:1"]);
+    assert_eq!(res.images[1].layers, 2);
+    let root = store.unpack("two:1", &t.path().join("rootfs")).unwrap();
+    assert_eq!(fs::read(root.join("shared")).unwrap(), b"both");
+    assert_eq!(fs::read(root.join("own")).unwrap(), b"second");
+    assert_eq!(
+        store.config(&res.images[0].digest).unwrap().cmd,
+        vec!["one"]
+    );
+}
