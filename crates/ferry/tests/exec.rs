@@ -208,6 +208,26 @@ fn exec_in_process_isolation_sees_the_pods_env_and_workdir_and_exits_with_the_co
     assert_eq!(stdout(&out), "started\n");
     assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
 
+    // A pod that has completed: kubectl's refusal.
+    apply(
+        &d,
+        "done.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: done\nspec:\n  restartPolicy: Never\n  containers:\n  - name: once\n    image: idle:1\n    command: ['true']\n",
+    );
+    d.eventually("the pod done to succeed", 30, || {
+        let v: Value = serde_json::from_str(&d.ok(&["get", "pod", "done", "-o", "json"])).ok()?;
+        (v.pointer("/status/phase")?.as_str()? == "Succeeded").then_some(())
+    });
+    let out = d.ferry(&["exec", "done", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(
+            "cannot exec into a container in a completed pod; current phase is Succeeded"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
     // The API itself: JSON in, JSON out, with the bearer token.
     let path = format!("/api/v1/namespaces/default/pods/{pod}/exec");
     let (code, v) = post(
