@@ -5,6 +5,8 @@ pub mod app;
 pub mod apply;
 pub mod bench;
 pub mod bench_apps;
+pub mod bench_build;
+pub mod bench_containers;
 pub mod bench_push;
 pub mod bench_runtime;
 pub mod delete;

@@ -27,6 +27,12 @@ pub enum BenchCmd {
     /// GitOps end to end: a `git push` to a hooked bare repository → the app Synced, and
     /// → Healthy after a rolling update of the quickstart, against a real `ferry serve`.
     Push(super::bench_push::PushBench),
+    /// Dockerfile builds (cold, and a rebuild with nothing changed) against buildah on
+    /// the same Dockerfile and context.
+    Build(super::bench_build::BuildBench),
+    /// Pods as runc containers: apply → Ready against a bare `runc run`, and the
+    /// daemon's memory with many containers running.
+    Containers(super::bench_containers::ContainersBench),
 }
 
 /// `ferry bench render`.
@@ -65,6 +71,8 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<u8> {
         BenchCmd::Runtime(b) => super::bench_runtime::run(b),
         BenchCmd::Apps(b) => super::bench_apps::run(b),
         BenchCmd::Push(b) => super::bench_push::run(b),
+        BenchCmd::Build(b) => super::bench_build::run(b),
+        BenchCmd::Containers(b) => super::bench_containers::run(b),
     }
 }
 
