@@ -812,22 +812,31 @@ impl Db {
         .map_err(|e| self.err(e))?;
         let mut id = None;
         if let Some((entry, keep)) = history {
-            let next = Self::next_history_id(&tx, app).map_err(|e| self.err(e))?;
-            tx.execute(
-                "INSERT INTO app_history(app, id, body) VALUES (?1, ?2, ?3)",
-                params![app, next, entry.to_string()],
-            )
-            .map_err(|e| self.err(e))?;
-            let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-            tx.execute(
-                "DELETE FROM app_history WHERE app = ?1 AND id <= ?2",
-                params![app, next.saturating_sub(keep)],
-            )
-            .map_err(|e| self.err(e))?;
-            id = Some(next);
+            id = Some(Self::push_history(&tx, app, entry, keep).map_err(|e| self.err(e))?);
         }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(id)
+    }
+
+    /// Appends `entry` to `app`'s history inside `tx` with the next id, keeping the
+    /// newest `keep` entries; returns the id.
+    fn push_history(
+        tx: &rusqlite::Transaction<'_>,
+        app: &str,
+        entry: &Value,
+        keep: usize,
+    ) -> rusqlite::Result<i64> {
+        let next = Self::next_history_id(tx, app)?;
+        tx.execute(
+            "INSERT INTO app_history(app, id, body) VALUES (?1, ?2, ?3)",
+            params![app, next, entry.to_string()],
+        )?;
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        tx.execute(
+            "DELETE FROM app_history WHERE app = ?1 AND id <= ?2",
+            params![app, next.saturating_sub(keep)],
+        )?;
+        Ok(next)
     }
 
     /// Stores a running operation together with the history entry it starts: the
@@ -844,18 +853,7 @@ impl Db {
     ) -> Result<i64> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        let next = Self::next_history_id(&tx, app).map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO app_history(app, id, body) VALUES (?1, ?2, ?3)",
-            params![app, next, entry.to_string()],
-        )
-        .map_err(|e| self.err(e))?;
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        tx.execute(
-            "DELETE FROM app_history WHERE app = ?1 AND id <= ?2",
-            params![app, next.saturating_sub(keep)],
-        )
-        .map_err(|e| self.err(e))?;
+        let next = Self::push_history(&tx, app, entry, keep).map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO app_operations(app, phase, body) VALUES (?1, ?2, ?3)
              ON CONFLICT(app) DO UPDATE SET phase = excluded.phase, body = excluded.body",
